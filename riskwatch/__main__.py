@@ -1,0 +1,5 @@
+"""Allows ``python -m riskwatch``."""
+
+from riskwatch.cli import main
+
+main()

@@ -1,0 +1,352 @@
+"""The ``riskwatch`` command: parse, call, print, exit status. No logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from riskwatch import __version__, logs
+from riskwatch.alerts import Alert, Notice, NoticeKind, State
+from riskwatch.daemon import Daemon, utcnow
+from riskwatch.errors import RiskwatchError, RulesError, SettingsError
+from riskwatch.evaluate import Breach, breaches
+from riskwatch.notify import text
+from riskwatch.rules import json_schema, load_rules, shipped_rules_dir
+from riskwatch.runtime import build_router, load_compiled_rules, open_client, open_state
+from riskwatch.settings import Settings, load_settings
+from riskwatch.snapshot import Snapshot
+
+T = TypeVar("T")
+
+
+def _fail(error: RiskwatchError) -> None:
+    for line in str(error).splitlines() or [type(error).__name__]:
+        click.echo(f"riskwatch: {line}" if not isinstance(error, RulesError) else line,
+                   err=True)
+    sys.exit(error.exit_status)
+
+
+def _guarded(debug: bool, work: Callable[[], T]) -> T:
+    """Run ``work``; turn a RiskwatchError into its line(s) and exit status unless --debug."""
+    try:
+        return work()
+    except RiskwatchError as error:
+        if debug:
+            raise
+        _fail(error)
+        raise  # pragma: no cover - _fail exits
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    settings = load_settings(**overrides)
+    secrets = settings.secrets()
+    ctx.obj["redactor"] = logs.configure(settings.log_level, settings.log_format, secrets)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, prog_name="riskwatch")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """riskwatch watches Tread.fi accounts and alerts in Slack before a liquidation."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+# ---------------------------------------------------------------------------- run / demo
+
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon: poll, evaluate, alert; stop cleanly on SIGTERM/SIGINT."""
+    def work() -> None:
+        settings = _settings(ctx)
+        rules = _start_rules(settings.rules)
+        _run_daemon(settings, rules, terminal=False, cycles=None)
+
+    _guarded(ctx.obj["debug"], work)
+
+
+def _start_rules(path: Path) -> Any:
+    try:
+        return load_compiled_rules([path])
+    except RulesError as error:
+        error.exit_status = 2  # bad rules at start: exit 2, as SPEC §1 says for `run`
+        raise
+
+
+def _run_daemon(settings: Settings, rules: Any, *, terminal: bool, cycles: int | None) -> None:
+    store = open_state(settings)
+    client = open_client(settings)
+    daemon = Daemon(settings, rules, store, client, build_router(settings, terminal=terminal))
+
+    async def main() -> None:
+        try:
+            await daemon.run(cycles=cycles)
+        finally:
+            await client.aclose()
+            store.close()
+
+    asyncio.run(main())
+
+
+@cli.command()
+@click.option("--cycles", type=click.IntRange(min=1), default=None,
+              help="Stop after N polls (default: run until Ctrl-C).")
+@click.option("--interval", default="2s", show_default=True, help="Time between polls.")
+@click.pass_context
+def demo(ctx: click.Context, cycles: int | None, interval: str) -> None:
+    """Watch a simulated Tread.fi drift into and out of breaches, alerts in the terminal."""
+    from riskwatch import demo as simulation
+
+    def work() -> None:
+        _, server = simulation.serve()
+        try:
+            with tempfile.TemporaryDirectory(prefix="riskwatch-demo-") as folder:
+                quiet = {} if _env_set("RISKWATCH_LOG_LEVEL") else {"log_level": "warning"}
+                settings = _settings(
+                    ctx, tread_url=server.url, tread_token=simulation.DEMO_TOKEN,
+                    source="cached", accounts=None, rules=shipped_rules_dir(),
+                    state=f"sqlite:///{folder}/demo-state.db", poll_interval=interval,
+                    stale_after=None, **quiet,
+                )
+                click.echo(f"riskwatch demo: simulated Tread.fi at {server.url}, rules from "
+                           f"{settings.rules}, a poll every {interval}. Ctrl-C stops.\n")
+                _run_daemon(settings, _start_rules(settings.rules), terminal=True,
+                            cycles=cycles)
+        finally:
+            server.close()
+
+    _guarded(ctx.obj["debug"], work)
+
+
+def _env_set(name: str) -> bool:
+    import os
+
+    return bool(os.environ.get(name))
+
+
+# ---------------------------------------------------------------------------- check / snapshot
+
+def _poll(settings: Settings) -> Snapshot:
+    from riskwatch.snapshot import only_accounts
+
+    client = open_client(settings)
+
+    async def fetch() -> Snapshot:
+        try:
+            watched = settings.watched
+            return await client.snapshot(settings.source, utcnow(),
+                                         sorted(watched) if watched else None)
+        finally:
+            await client.aclose()
+
+    return only_accounts(asyncio.run(fetch()), settings.watched)
+
+
+def breach_to_dict(breach: Breach) -> dict[str, Any]:
+    """The JSON shape of SPEC §1 (decimal strings for numbers)."""
+    data = asdict(breach)
+    data["value"] = str(breach.value)
+    data["threshold"] = str(breach.threshold)
+    if not breach.detail:
+        data.pop("detail")
+    return data
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--notify", is_flag=True, help="Also send the breaches to Slack (or terminal).")
+@click.pass_context
+def check(ctx: click.Context, fmt: str, notify: bool) -> None:
+    """One poll and one evaluation; exit 1 if anything is breached."""
+    def work() -> int:
+        settings = _settings(ctx)
+        rules = _start_rules(settings.rules)
+        snapshot = _poll(settings)
+        found = breaches(rules, snapshot, utcnow())
+        if fmt == "json":
+            click.echo(json.dumps([breach_to_dict(b) for b in found], indent=2))
+        else:
+            _print_table(["RULE", "SEVERITY", "ACCOUNT", "EXCHANGE", "SYMBOL", "VALUE",
+                          "THRESHOLD"],
+                         [[b.rule, b.severity, b.account, b.exchange, b.symbol or "-",
+                           text.format_value(b.metric, b.value) if b.metric != "account_error"
+                           else b.detail, text.format_value(b.metric, b.threshold)
+                           if b.metric != "account_error" else "-"] for b in found])
+            click.echo(f"{len(found)} breach(es) in {len(snapshot.accounts)} account(s)",
+                       err=True)
+        if notify and found:
+            _notify_breaches(settings, found)
+        return 1 if found else 0
+
+    sys.exit(_guarded(ctx.obj["debug"], work))
+
+
+def _notify_breaches(settings: Settings, found: Sequence[Breach]) -> None:
+    now = utcnow()
+    notices = [
+        Notice(NoticeKind.FIRING, Alert(
+            key=_key(b), state=State.FIRING, severity=b.severity,  # type: ignore[arg-type]
+            exchange=b.exchange, metric=b.metric, value=b.value, threshold=b.threshold,
+            since=now, detail=b.detail))
+        for b in found
+    ]
+    router = build_router(settings)
+    for destination in router.default:
+        sink = router.sink(destination)
+        body = (text.slack_message(notices, now) if sink.markup == "slack"
+                else text.terminal_message(notices, now))
+        result = sink.post(body)
+        if not result.ok:
+            raise SettingsError(f"could not notify {destination}: {result.error}")
+
+
+def _key(breach: Breach) -> Any:
+    from riskwatch.alerts import AlertKey
+
+    return AlertKey(breach.rule, breach.account, breach.symbol or "")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def snapshot(ctx: click.Context, fmt: str) -> None:
+    """One poll, printed as the normalised snapshot (for making test fixtures)."""
+    def work() -> None:
+        settings = _settings(ctx)
+        taken = _poll(settings)
+        data = asdict(taken)
+        for problem in data["problems"]:
+            problem.pop("raw", None)
+        if fmt == "json":
+            click.echo(json.dumps(data, default=_jsonable, indent=2))
+            return
+        rows = [[account.name, account.exchange, asset.symbol, asset.asset_type,
+                 asset.market_type or "-", _s(asset.size), _s(asset.notional),
+                 _s(asset.leverage), _s(asset.maint_margin), _s(asset.margin_balance)]
+                for account in taken.accounts for asset in account.assets]
+        _print_table(["ACCOUNT", "EXCHANGE", "SYMBOL", "TYPE", "MARKET", "SIZE", "NOTIONAL",
+                      "LEVERAGE", "MAINT_MARGIN", "MARGIN_BALANCE"], rows)
+        for problem in taken.problems:
+            click.echo(f"problem: {problem.account}: {problem.message}", err=True)
+
+    _guarded(ctx.obj["debug"], work)
+
+
+def _s(value: Decimal | None) -> str:
+    return "null" if value is None else str(value)
+
+
+# ---------------------------------------------------------------------------- alerts
+
+@cli.command("alerts")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def alerts_command(ctx: click.Context, fmt: str) -> None:
+    """List alert states from the state store."""
+    def work() -> None:
+        settings = _settings(ctx)
+        store = open_state(settings)
+        try:
+            stored = sorted(store.load_alerts().values(), key=lambda a: tuple(a.key))
+        finally:
+            store.close()
+        if fmt == "json":
+            click.echo(json.dumps([alert_to_row(a) for a in stored], indent=2))
+            return
+        _print_table(["STATE", "SEVERITY", "RULE", "ACCOUNT", "SYMBOL", "VALUE", "SINCE"],
+                     [[a.state.value, a.severity, a.key.rule, a.key.account or "-",
+                       a.key.symbol or "-", text.format_value(a.metric, a.value),
+                       a.since.isoformat(timespec="seconds")] for a in stored])
+
+    _guarded(ctx.obj["debug"], work)
+
+
+def alert_to_row(alert: Alert) -> dict[str, Any]:
+    """An alert in the JSON shape of ``check`` plus ``state`` and ``since``."""
+    return {
+        "rule": alert.key.rule, "severity": alert.severity, "scope": _scope_of(alert),
+        "account": alert.key.account or None, "exchange": alert.exchange or None,
+        "symbol": alert.key.symbol or None, "metric": alert.metric,
+        "value": None if alert.value is None else str(alert.value),
+        "threshold": None if alert.threshold is None else str(alert.threshold),
+        "state": alert.state.value, "since": alert.since.isoformat(),
+    }
+
+
+def _scope_of(alert: Alert) -> str:
+    if not alert.key.account:
+        return "source"
+    return "account" if not alert.key.symbol else "position"
+
+
+# ---------------------------------------------------------------------------- rules
+
+@cli.group()
+def rules() -> None:
+    """Rule files: validate them, print their JSON Schema."""
+
+
+@rules.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+def rules_validate(paths: tuple[Path, ...]) -> None:
+    """Check rule files; each problem as file:line:col: message."""
+    import os
+
+    targets = list(paths) or [Path(os.environ.get("RISKWATCH_RULES", "rules"))]
+    missing = [path for path in targets if not path.exists()]
+    for path in missing:
+        click.echo(f"{path}:1:1: no such file or directory", err=True)
+    if missing:
+        sys.exit(1)
+    try:
+        loaded = load_rules(targets)
+    except RulesError as error:
+        for problem in error.problems:
+            click.echo(str(problem))
+        click.echo(f"{len(error.problems)} problem(s) found", err=True)
+        sys.exit(1)
+    click.echo(f"{len(loaded)} rule(s) valid")
+
+
+@rules.command("schema")
+def rules_schema() -> None:
+    """Print the JSON Schema of rule files (the file shipped in schema/)."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows,
+                                                                           strict=False)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths,
+                                                                            strict=False)))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj={})

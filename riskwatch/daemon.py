@@ -1,0 +1,180 @@
+"""The daemon: fetch, decide, persist, deliver, on an APScheduler interval.
+
+One poll at a time (``max_instances=1``), missed runs coalesced into one after a stall,
+a clean stop on SIGTERM/SIGINT. :meth:`Daemon.poll_once` is the run-once entry point
+that tests call directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from riskwatch import builtin
+from riskwatch.alerts import Alert, AlertKey
+from riskwatch.errors import TreadAuthError, TreadError
+from riskwatch.evaluate import CompiledRule, Decisions, decide
+from riskwatch.notify.outbox import Deliverer, Router, plan_messages
+from riskwatch.settings import Settings
+from riskwatch.snapshot import Snapshot, only_accounts
+from riskwatch.store import SqliteStore
+from riskwatch.tread import TreadClient
+
+log = structlog.get_logger("riskwatch.daemon")
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class PollReport:
+    """What one poll did, for logs and tests."""
+
+    ok: bool
+    accounts: int
+    notices: int
+    error: str | None = None
+
+
+class Daemon:
+    """Wires the core to the world: client, store, deliverer."""
+
+    def __init__(
+        self, settings: Settings, rules: Sequence[CompiledRule], store: SqliteStore,
+        client: TreadClient, router: Router, clock: Clock = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.rules = list(rules)
+        self.store = store
+        self.client = client
+        self.clock = clock
+        self.deliverer = Deliverer(store, router, clock)
+        self.router = router
+        self.alerts: dict[AlertKey, Alert] = store.load_alerts()
+        self.started_at = clock()
+        self.last_good_data: datetime | None = None
+        self.polls = 0
+        self.stop_event = asyncio.Event()
+        self._skips_logged: set[tuple[str, str]] = set()
+
+    async def poll_once(self) -> PollReport:
+        """Run one poll: fetch, evaluate, store, and wake the deliverer."""
+        now = self.clock()
+        outcome = await self._fetch(now)
+        observations = builtin.observe(outcome, now, self.settings.stale_limit)
+        decisions = decide(self.rules, outcome.snapshot, self.alerts, now, observations)
+        self._log_poll(outcome, decisions)
+        messages = plan_messages(decisions.notices, decisions.changed, self.router)
+        self.store.save_poll(decisions.changed, decisions.dropped, messages, now)
+        for key in decisions.dropped:
+            self.alerts.pop(key, None)
+        self.alerts.update(decisions.changed)
+        self.polls += 1
+        if messages:
+            self.deliverer.wake.set()
+        accounts = len(outcome.snapshot.accounts) if outcome.snapshot else 0
+        return PollReport(outcome.snapshot is not None, accounts, len(decisions.notices),
+                          outcome.error)
+
+    async def _fetch(self, now: datetime) -> builtin.PollOutcome:
+        watched = self.settings.watched
+        try:
+            snapshot = await self.client.snapshot(
+                self.settings.source, now, sorted(watched) if watched else None)
+        except TreadAuthError as error:
+            log.error("poll failed", error=str(error))
+            return builtin.PollOutcome(None, str(error), auth_failed=True,
+                                       last_good_data=self._last_good())
+        except TreadError as error:
+            log.warning("poll failed", error=str(error))
+            return builtin.PollOutcome(None, str(error), last_good_data=self._last_good())
+        snapshot = only_accounts(snapshot, watched)
+        self.last_good_data = _newest_data(snapshot, now)
+        return builtin.PollOutcome(snapshot, last_good_data=self.last_good_data)
+
+    def _last_good(self) -> datetime:
+        return self.last_good_data or self.started_at
+
+    def _log_poll(self, outcome: builtin.PollOutcome, decisions: Decisions) -> None:
+        snapshot = outcome.snapshot
+        if snapshot is not None:
+            for problem in snapshot.problems:
+                log.warning("account problem", account=problem.account, symbol=problem.symbol,
+                            exchange=problem.exchange, problem=problem.message,
+                            raw=_short(problem.raw))
+        for skip in decisions.skipped:
+            if (skip.rule, skip.account) not in self._skips_logged:
+                self._skips_logged.add((skip.rule, skip.account))
+                log.info("rule skipped a row with unknown inputs", rule=skip.rule,
+                         account=skip.account, symbol=skip.symbol or None)
+        for notice in decisions.notices:
+            alert = notice.alert
+            log.info("alert " + notice.kind.value, rule=alert.key.rule,
+                     account=alert.key.account or None, symbol=alert.key.symbol or None,
+                     severity=alert.severity, value=str(alert.value))
+        log.debug("poll done", ok=snapshot is not None, notices=len(decisions.notices))
+
+    async def run(self, cycles: int | None = None) -> None:
+        """Poll on schedule until stopped by a signal or after ``cycles`` polls."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop_event.set)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_job(
+            self._tick, "interval", args=[cycles],
+            seconds=self.settings.poll_interval.total_seconds(),
+            next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+            misfire_grace_time=None, id="poll",
+        )
+        delivery = asyncio.create_task(self.deliverer.run(self.stop_event))
+        scheduler.start()
+        log.info("riskwatch running", rules=len(self.rules), source=self.settings.source,
+                 interval=self.settings.poll_interval.total_seconds())
+        try:
+            await self.stop_event.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await self._finish(delivery)
+
+    async def _finish(self, delivery: asyncio.Task[None]) -> None:
+        """Let the deliverer send what is due for a moment; what is left waits in the store."""
+        try:
+            await asyncio.wait_for(delivery, timeout=5)
+        except TimeoutError:
+            log.warning("stopping with messages still being sent; they wait in the store")
+        try:
+            await asyncio.wait_for(self.deliverer.deliver_due(), timeout=3)
+        except TimeoutError:
+            pass
+        log.info("riskwatch stopped", polls=self.polls)
+
+    async def _tick(self, cycles: int | None) -> None:
+        if self.stop_event.is_set():
+            return
+        try:
+            await self.poll_once()
+        except Exception:  # the loop must survive any one bad poll
+            log.exception("poll crashed")
+        if cycles is not None and self.polls >= cycles:
+            self.stop_event.set()
+
+
+def _newest_data(snapshot: Snapshot, now: datetime) -> datetime:
+    times = [account.taken_at for account in snapshot.accounts if account.taken_at is not None]
+    return max(times) if times else now
+
+
+def _short(raw: object) -> str:
+    return repr(raw)[:300]

@@ -1,0 +1,64 @@
+"""structlog set-up: JSON lines in containers, readable lines on a terminal, secrets masked."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+
+class Redactor:
+    """A processor that replaces any secret value in any field with ``***``.
+
+    Secrets are never put in log fields on purpose; this is the safety net for the day
+    an error message from a library quotes one.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self.secrets = [secret for secret in secrets if secret]
+
+    def __call__(self, _logger: Any, _name: str,
+                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """Mask secrets in every string field."""
+        if not self.secrets:
+            return event
+        for key, value in event.items():
+            if isinstance(value, str):
+                event[key] = self.mask(value)
+        return event
+
+    def mask(self, text: str) -> str:
+        """``text`` with every secret replaced."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (),
+              stream: Any = None) -> Redactor:
+    """Configure structlog for the process; logs go to standard error."""
+    out = stream or sys.stderr
+    json_lines = fmt == "json" or (fmt == "auto" and not out.isatty())
+    redactor = Redactor(secrets)
+    renderer: Any = (structlog.processors.JSONRenderer() if json_lines
+                     else structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    return redactor

@@ -1,0 +1,210 @@
+"""The outbox: notices become stored messages, and stored messages are delivered at least once.
+
+A poll's notices are grouped into one message per destination (and per Slack thread), and
+written to the state store in the same transaction as the alert changes. The
+:class:`Deliverer` sends waiting messages in order, one destination at a time, at most one
+post per second per channel, retrying network errors, 5xx and 429 with backoff (honouring
+``Retry-After``); a message leaves the store only when its destination accepted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import structlog
+
+from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind
+from riskwatch.notify import text
+from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
+from riskwatch.store import NewMessage, OutboxRow, SqliteStore
+from riskwatch.store.codec import notice_from_dict, notice_to_dict
+
+log = structlog.get_logger("riskwatch.notify")
+
+MIN_POST_INTERVAL = timedelta(seconds=1)
+MAX_BACKOFF = timedelta(seconds=60)
+THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED})
+
+
+@dataclass
+class Router:
+    """Which destinations a notice goes to, and the sink behind each destination."""
+
+    sinks: dict[str, Sink]
+    default: list[str]
+    slack_web: Callable[[str], Sink] | None = None  # makes a sink for a rule's own channel
+    web_default_channel: str | None = None
+
+    def destinations(self, notice: Notice) -> list[str]:
+        """The destinations of ``notice``: a rule's ``channel`` overrides the Web API default."""
+        if self.slack_web is None or not notice.channel:
+            return list(self.default)
+        web = f"slack:{notice.channel}"
+        return [web if d == f"slack:{self.web_default_channel}" else d for d in self.default]
+
+    def sink(self, destination: str) -> Sink:
+        """The sink for a destination, made on first use for a rule's own Slack channel."""
+        if destination not in self.sinks:
+            if self.slack_web is None or not destination.startswith("slack:"):
+                raise KeyError(destination)
+            self.sinks[destination] = self.slack_web(destination.removeprefix("slack:"))
+        return self.sinks[destination]
+
+
+def plan_messages(
+    notices: Sequence[Notice], changed: dict[AlertKey, Alert], router: Router,
+) -> list[NewMessage]:
+    """Group notices into messages, one per destination and thread.
+
+    In threaded destinations a firing starts a new message whose id the alert keeps
+    (``changed`` is updated), and later changes of that alert reply in its thread,
+    followed by an in-place update of the firing message.
+    """
+    groups: dict[tuple[str, str | None], list[Notice]] = {}
+    for notice in notices:
+        for destination in router.destinations(notice):
+            threaded = router.sink(destination).threads
+            parent = notice.alert.thread if threaded and notice.kind in THREADED_KINDS else None
+            groups.setdefault((destination, parent), []).append(notice)
+    messages: list[NewMessage] = []
+    for (destination, parent), grouped in groups.items():
+        for chunk in _chunks(grouped, text.MAX_ALERTS_PER_MESSAGE):
+            message = NewMessage(uuid.uuid4().hex, destination,
+                                 {"notices": [notice_to_dict(n) for n in chunk], "thread": parent})
+            messages.append(message)
+            if router.sink(destination).threads:
+                _remember_threads(chunk, message.id, changed)
+        if parent is not None:
+            messages.append(NewMessage(uuid.uuid4().hex, destination, {"update": parent}))
+    return messages
+
+
+def _remember_threads(chunk: Iterable[Notice], message_id: str,
+                      changed: dict[AlertKey, Alert]) -> None:
+    for notice in chunk:
+        if notice.kind is NoticeKind.FIRING and notice.alert.key in changed:
+            changed[notice.alert.key] = replace(changed[notice.alert.key], thread=message_id)
+
+
+def _chunks(items: Sequence[Notice], size: int) -> Iterable[Sequence[Notice]]:
+    return (items[start:start + size] for start in range(0, len(items), size))
+
+
+def backoff(attempts: int) -> timedelta:
+    """1s, 2s, 4s ... capped at a minute."""
+    return min(timedelta(seconds=2 ** min(attempts, 10)), MAX_BACKOFF)
+
+
+class Deliverer:
+    """Sends what waits in the outbox; wakes when a poll adds messages."""
+
+    def __init__(self, store: SqliteStore, router: Router,
+                 clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.router = router
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self.last_post: dict[str, datetime] = {}
+        self.permanent_error: str | None = None
+        self.sent = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set."""
+        while not stop.is_set():
+            delay = await self.deliver_due()
+            self.wake.clear()
+            waiter = asyncio.ensure_future(self.wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=delay,
+                               return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def deliver_due(self) -> float | None:
+        """Send every message that is due; return seconds until the next one (None: none)."""
+        while True:
+            now = self.clock()
+            waits: list[float] = []
+            progressed = False
+            for row in self._heads():
+                ready_at = self._ready_at(row)
+                if ready_at > now:
+                    waits.append((ready_at - now).total_seconds())
+                    continue
+                await self._deliver(row)
+                progressed = True
+            if not progressed:
+                return min(waits) if waits else None
+
+    def _heads(self) -> list[OutboxRow]:
+        """The oldest waiting message of each destination (later ones wait: order is kept)."""
+        heads: dict[str, OutboxRow] = {}
+        for row in self.store.outbox():
+            heads.setdefault(row.destination, row)
+        return list(heads.values())
+
+    def _ready_at(self, row: OutboxRow) -> datetime:
+        due = row.next_attempt_at or row.created_at
+        if "update" in row.payload:
+            return due
+        last = self.last_post.get(row.destination)
+        return max(due, last + MIN_POST_INTERVAL) if last else due
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        sink = self.router.sink(row.destination)
+        if "update" in row.payload:
+            result = await self._update(sink, str(row.payload["update"]))
+        else:
+            result = await self._post(sink, row)
+            self.last_post[row.destination] = self.clock()
+        self._settle(row, result)
+
+    async def _post(self, sink: Sink, row: OutboxRow) -> Delivery:
+        notices = [notice_from_dict(n) for n in row.payload["notices"]]
+        now = self.clock()
+        body = (text.slack_message(notices, now) if sink.markup == "slack"
+                else text.terminal_message(notices, now))
+        thread_ts = None
+        parent = row.payload.get("thread")
+        if parent:
+            landed = self.store.slack_message(str(parent))
+            thread_ts = landed.ts if landed else None
+        return await asyncio.to_thread(sink.post, body, thread_ts)
+
+    async def _update(self, sink: Sink, parent: str) -> Delivery:
+        landed = self.store.slack_message(parent)
+        if landed is None:
+            return Delivery(ok=True)  # the firing message never reached the Web API
+        alerts = [alert for key in landed.keys if (alert := self.store.alert(key)) is not None]
+        if not alerts:
+            return Delivery(ok=True)
+        body = text.current_state_message(alerts, self.clock())
+        result = await asyncio.to_thread(sink.update, landed.channel, landed.ts, body)
+        if not result.ok and result.error in UPDATE_REFUSED:
+            log.info("slack refused the in-place update", error=result.error, message=parent)
+            return Delivery(ok=True)
+        return result
+
+    def _settle(self, row: OutboxRow, result: Delivery) -> None:
+        now = self.clock()
+        if result.ok:
+            self.store.delivered(row, result.channel, result.ts, now)
+            self.sent += 1
+            log.debug("delivered", destination=row.destination, message=row.id)
+            return
+        error = result.error or "unknown error"
+        if result.retryable:
+            wait = (timedelta(seconds=result.retry_after) if result.retry_after is not None
+                    else backoff(row.attempts))
+            self.store.retry_later(row, now + wait, error)
+            log.warning("delivery failed, will retry", destination=row.destination,
+                        error=error, retry_in=wait.total_seconds(), attempts=row.attempts + 1)
+            return
+        self.permanent_error = f"{row.destination}: {error}"
+        self.store.refused(row, error)
+        log.error("delivery refused permanently; message kept as failed",
+                  destination=row.destination, error=error, message=row.id)

@@ -1,0 +1,59 @@
+"""Building the shell's parts from settings: rules, store, API client, delivery routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from riskwatch.errors import SettingsError
+from riskwatch.evaluate import CompiledRule, compile_rules
+from riskwatch.notify.outbox import Router
+from riskwatch.notify.sinks import Sink, SlackWebhookSink, SlackWebSink, TerminalSink
+from riskwatch.rules import load_rules
+from riskwatch.settings import Settings
+from riskwatch.store import SqliteStore, open_store
+from riskwatch.tread import TreadClient, make_http_client
+
+
+def load_compiled_rules(paths: Sequence[Path]) -> list[CompiledRule]:
+    """Load rule files (RulesError on any problem) and compile them."""
+    for path in paths:
+        if not path.exists():
+            raise SettingsError(f"RISKWATCH_RULES: {path} does not exist")
+    return compile_rules(load_rules(paths))
+
+
+def build_router(settings: Settings, *, terminal: bool = False) -> Router:
+    """Destinations from the Slack settings; the terminal when Slack is not set (or asked for)."""
+    sinks: dict[str, Sink] = {}
+    default: list[str] = []
+    router = Router(sinks, default)
+    if settings.slack_bot_token is not None and settings.slack_channel:
+        token = settings.slack_bot_token.get_secret_value()
+        api_url = settings.slack_api_url
+
+        def web(channel: str) -> Sink:
+            return SlackWebSink(token, channel, api_url)
+
+        destination = f"slack:{settings.slack_channel}"
+        sinks[destination] = web(settings.slack_channel)
+        default.append(destination)
+        router.slack_web = web
+        router.web_default_channel = settings.slack_channel
+    elif settings.slack_webhook_url is not None:
+        sinks["webhook"] = SlackWebhookSink(settings.slack_webhook_url.get_secret_value())
+        default.append("webhook")
+    if terminal or not default:
+        sinks["terminal"] = TerminalSink()
+        default.append("terminal")
+    return router
+
+
+def open_client(settings: Settings) -> TreadClient:
+    """The API client (requires RISKWATCH_TREAD_TOKEN)."""
+    return TreadClient(make_http_client(settings.tread_url, settings.token()))
+
+
+def open_state(settings: Settings) -> SqliteStore:
+    """The state store named by RISKWATCH_STATE."""
+    return open_store(settings.state)

@@ -1,0 +1,155 @@
+"""Settings from ``RISKWATCH_*`` variables, a ``.env`` file, or files in a secrets directory.
+
+Secrets (the API token, the Slack token and webhook URL) are ``SecretStr``: printing the
+settings shows ``**********``. A bad value becomes one :class:`SettingsError` line that
+names the variable, never its value when the value is a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from riskwatch.durations import parse_duration
+from riskwatch.errors import SettingsError
+
+PREFIX = "RISKWATCH_"
+DEFAULT_SECRETS_DIR = "/run/secrets"
+
+Duration = Annotated[timedelta, NoDecode, Field(validate_default=True)]
+
+
+def _duration(value: Any) -> timedelta:
+    return parse_duration(value)
+
+
+class Settings(BaseSettings):
+    """Every setting of SPEC §2."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        case_sensitive=False, validate_default=True,
+    )
+
+    tread_url: str = "https://app.tread.fi"
+    tread_token: SecretStr | None = None
+    source: Literal["cached", "live"] = "cached"
+    accounts: Annotated[list[str] | None, NoDecode] = None
+    poll_interval: Duration = timedelta(seconds=15)
+    stale_after: Annotated[timedelta | None, NoDecode] = None
+    rules: Path = Path("rules")
+    slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    state: str = "sqlite:///riskwatch-state.db"
+    actions: Literal["off", "dry-run", "enforce"] = "dry-run"
+    max_actions_per_hour: Annotated[int, Field(ge=0)] = 10
+    http: str = "127.0.0.1:9464"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("poll_interval", "stale_after", mode="before")
+    @classmethod
+    def _parse_durations(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return _duration(value)
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=0.1):
+            raise ValueError("must be at least 0.1s")
+        return value
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _split_accounts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [name.strip() for name in value.split(",") if name.strip()]
+            return names or None
+        return value
+
+    @field_validator("tread_url", "slack_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("log_level", "log_format", "source", "actions", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("http")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if value == "off":
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port (e.g. 127.0.0.1:9464) or off")
+        return value
+
+    @model_validator(mode="after")
+    def _slack_choice(self) -> Settings:
+        if self.slack_bot_token is not None and self.slack_webhook_url is not None:
+            raise ValueError("RISKWATCH_SLACK_WEBHOOK_URL and RISKWATCH_SLACK_BOT_TOKEN are both "
+                             "set; choose one")
+        if self.slack_bot_token is not None and not self.slack_channel:
+            raise ValueError("RISKWATCH_SLACK_CHANNEL is required with RISKWATCH_SLACK_BOT_TOKEN")
+        return self
+
+    @property
+    def stale_limit(self) -> timedelta:
+        """``stale_after``, defaulting to three poll intervals."""
+        return self.stale_after if self.stale_after is not None else 3 * self.poll_interval
+
+    @property
+    def watched(self) -> frozenset[str] | None:
+        """The account names to watch, or None for all."""
+        return frozenset(self.accounts) if self.accounts else None
+
+    def token(self) -> str:
+        """The API token; a SettingsError when it is missing."""
+        if self.tread_token is None or not self.tread_token.get_secret_value().strip():
+            raise SettingsError("RISKWATCH_TREAD_TOKEN is required (the Tread.fi API token)")
+        return self.tread_token.get_secret_value().strip()
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, for the redaction safety net in logs and errors."""
+        values = (self.tread_token, self.slack_bot_token, self.slack_webhook_url)
+        return [value.get_secret_value() for value in values
+                if value is not None and len(value.get_secret_value()) >= 4]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; a bad one raises SettingsError naming its variable."""
+    secrets_dir = os.environ.get(f"{PREFIX}SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    kwargs: dict[str, Any] = dict(overrides)
+    if Path(secrets_dir).is_dir():
+        kwargs["_secrets_dir"] = secrets_dir
+    try:
+        return Settings(**kwargs)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem: the variable, then pydantic's message (never the input)."""
+    lines = []
+    for detail in error.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in detail["loc"] if isinstance(part, str)]
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{PREFIX}{loc[0].upper()}: {message}")
+        else:
+            lines.append(message)
+    return "; ".join(lines)

@@ -1,0 +1,147 @@
+"""The Tread.fi HTTP client: one connection pool, the Token header, distinct errors.
+
+Every ``httpx.AsyncClient`` riskwatch makes comes from :func:`make_http_client`, which
+takes a ``transport`` so tests can swap the network out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from riskwatch.errors import (
+    TreadAuthError,
+    TreadBadResponse,
+    TreadClientError,
+    TreadError,
+    TreadServerError,
+    TreadTimeout,
+    TreadUnreachable,
+)
+from riskwatch.snapshot import Snapshot, from_cached, from_live
+
+CACHED_PATH = "/api/sor/get_cached_account_balance"
+LIVE_PATH = "/api/balances/"
+ACCOUNTS_PATH = "/api/accounts/"
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def make_http_client(
+    base_url: str, token: str, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The one factory for API clients: base URL, auth header, timeouts, a bounded pool."""
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/"),
+        headers={"Authorization": f"Token {token}", "Accept": "application/json",
+                 "User-Agent": "riskwatch"},
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        transport=transport,
+        follow_redirects=False,
+    )
+
+
+def api_message(body: bytes) -> str:
+    """The API's own error text from ``{"message"}``, ``{"error"}``, ``{"errors"}`` or a string."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        looks_html = text.lstrip().startswith("<")
+        return "an HTML page" if looks_html else (text[:200] or "an empty body")
+    if isinstance(data, dict):
+        for name in ("message", "error", "detail"):
+            if isinstance(data.get(name), str):
+                return str(data[name])[:200]
+        if isinstance(data.get("errors"), list):
+            return "; ".join(str(item) for item in data["errors"])[:200]
+    if isinstance(data, str):
+        return data[:200]
+    return json.dumps(data)[:200]
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """Decode a JSON body with every non-integer number as an exact Decimal."""
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except (ValueError, RecursionError):
+        start = body[:1].decode("ascii", "replace")
+        kind = "an HTML page" if start == "<" else "a body that is not JSON"
+        raise TreadBadResponse(f"{what}: the API sent {kind}") from None
+
+
+class TreadClient:
+    """The calls riskwatch makes to Tread.fi."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.http.aclose()
+
+    async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> bytes:
+        what = f"GET {path}"
+        try:
+            response = await self.http.get(path, params=list(params))
+        except httpx.TimeoutException:
+            raise TreadTimeout(f"{what}: no answer within the timeout") from None
+        except httpx.TransportError as error:
+            raise TreadUnreachable(f"{what}: cannot reach {self.http.base_url}: "
+                                   f"{type(error).__name__}") from None
+        _raise_for_status(what, response)
+        return response.content
+
+    async def cached_balances_raw(self, accounts: Sequence[str] | None = None) -> bytes:
+        """The body of the cached-balance endpoint."""
+        params = [("account_names", ",".join(accounts))] if accounts else []
+        return await self._get(CACHED_PATH, params)
+
+    async def live_balances_raw(self, accounts: Sequence[str] | None = None) -> bytes:
+        """The body of ``/api/balances/`` (account names sent as repeated parameters)."""
+        params = [("account_names", name) for name in accounts or ()]
+        return await self._get(LIVE_PATH, params)
+
+    async def snapshot(self, source: str, received_at: datetime,
+                       accounts: Sequence[str] | None = None) -> Snapshot:
+        """Fetch and normalise balances from ``source`` (``cached`` or ``live``)."""
+        if source == "live":
+            body = await self.live_balances_raw(accounts)
+            return from_live(parse_json(body, f"GET {LIVE_PATH}"), received_at)
+        body = await self.cached_balances_raw(accounts)
+        return from_cached(parse_json(body, f"GET {CACHED_PATH}"), received_at)
+
+    async def accounts(self) -> list[dict[str, Any]]:
+        """``GET /api/accounts/``: the user's accounts (``api_key`` is dropped on arrival)."""
+        data = parse_json(await self._get(ACCOUNTS_PATH), f"GET {ACCOUNTS_PATH}")
+        if not isinstance(data, list):
+            raise TreadBadResponse(f"GET {ACCOUNTS_PATH}: expected a list of accounts")
+        return [
+            {key: value for key, value in item.items()
+             if key not in {"api_key", "api_secret", "password"}}
+            for item in data if isinstance(item, dict)
+        ]
+
+
+def _raise_for_status(what: str, response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    message = api_message(response.content)
+    if status == 401:
+        raise TreadAuthError(f"{what}: HTTP 401, the API token was refused ({message})")
+    if status >= 500:
+        raise TreadServerError(f"{what}: HTTP {status} from the API ({message})")
+    if 300 <= status < 400:
+        raise TreadClientError(f"{what}: HTTP {status} redirect; check RISKWATCH_TREAD_URL",
+                               status)
+    raise TreadClientError(f"{what}: HTTP {status} ({message})", status)
+
+
+__all__ = ["TreadClient", "TreadError", "api_message", "make_http_client", "parse_json"]
