@@ -8,6 +8,7 @@ that tests call directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,10 +155,8 @@ class Daemon:
             await asyncio.wait_for(delivery, timeout=5)
         except TimeoutError:
             log.warning("stopping with messages still being sent; they wait in the store")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.deliverer.deliver_due(), timeout=3)
-        except TimeoutError:
-            pass
         log.info("riskwatch stopped", polls=self.polls)
 
     async def _tick(self, cycles: int | None) -> None:

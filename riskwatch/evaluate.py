@@ -112,9 +112,9 @@ def evaluate(
     by_name = {compiled.rule.name: compiled.policy for compiled in rules}
     for key, alert in alerts.items():
         policy = by_name.get(key.rule)
-        account = fresh_accounts.get(key.account)
-        if (policy is None or account is None or key in seen or not alert.active
-                or not account.complete):
+        fresh = fresh_accounts.get(key.account)
+        if (policy is None or fresh is None or key in seen or not alert.active
+                or not fresh.complete):
             continue
         result.observations.append(
             (policy, Observation(key, alert.exchange, None, gone=True))

@@ -71,9 +71,9 @@ class LoopbackServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 - http.server's names
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # keep the terminal for alerts
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _RequestHandler)

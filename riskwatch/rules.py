@@ -7,6 +7,7 @@ run after, each pointing at the key it is about.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from datetime import timedelta
@@ -198,6 +199,8 @@ def _load_file(file: Path) -> tuple[list[Rule], yamlpos.Located, list[RuleProble
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax: {error.problem or error.context}"
+        if error.context and error.context_mark and error.problem_mark:
+            message += f" ({error.context} at line {error.context_mark.line + 1})"
         return [], empty, [RuleProblem(name, line, column, message)]
     except yaml.YAMLError as error:
         return [], empty, [RuleProblem(name, 1, 1, f"YAML: {error}")]
@@ -216,6 +219,12 @@ def _parse_document(
                                          "expected a mapping with a 'rules' list")]
     defaults = document.get("defaults") or {}
     try:
+        Defaults.model_validate(defaults)
+    except ValidationError as error:
+        problems = [_problem(name, located, detail, prefix=("defaults",))
+                    for detail in error.errors()]
+        return [], located, problems
+    try:
         parsed = RuleFile.model_validate(
             {**document, "rules": _with_defaults(document.get("rules"), defaults)}
         )
@@ -225,7 +234,7 @@ def _parse_document(
         RuleProblem(name, where.line, where.column, message)
         for index, rule in enumerate(parsed.rules)
         for path, message in check_rule(rule)
-        for where in [located.position(("rules", index, *path), key=path[-1:] == ("match",))]
+        for where in [located.position(("rules", index, *path))]
     ]
     return list(parsed.rules), located, problems
 
@@ -239,8 +248,9 @@ def _with_defaults(rules: Any, defaults: Any) -> Any:
     return [{**usable, **rule} if isinstance(rule, dict) else rule for rule in rules]
 
 
-def _problem(name: str, located: yamlpos.Located, detail: Any) -> RuleProblem:
-    loc = tuple(part for part in detail["loc"] if not _is_union_tag(part))
+def _problem(name: str, located: yamlpos.Located, detail: Any,
+             prefix: tuple[str, ...] = ()) -> RuleProblem:
+    loc = prefix + tuple(part for part in detail["loc"] if not _is_union_tag(part))
     kind = detail["type"]
     if kind == "extra_forbidden":
         where = located.position(loc, key=True)
@@ -278,7 +288,7 @@ def check_rule(rule: Rule) -> list[tuple[tuple[str, ...], str]]:
         problems.append((("levels",), "levels: define at least one of info, warning, critical"))
     values = [value for _, value in levels]
     ascending = rule.when == "above"
-    if any((a >= b) if ascending else (a <= b) for a, b in zip(values, values[1:], strict=False)):
+    if any((a >= b) if ascending else (a <= b) for a, b in itertools.pairwise(values)):
         order = "increase" if ascending else "decrease"
         problems.append((("levels",), f"thresholds out of order: with when: {rule.when} they "
                                       f"must {order} from info to warning to critical"))

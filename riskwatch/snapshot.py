@@ -221,8 +221,8 @@ def _cached_account(raw: object) -> tuple[Account | None, list[AccountProblem]]:
     name = _first_text(raw, ("account_name",))
     exchange = _first_text(raw, ("exchange_name",))
     if name is None or exchange is None:
-        account = name or _first_text(raw, ("account_id",)) or "?"
-        return None, [AccountProblem(account, "balance entry lacks account_name or exchange_name",
+        who = name or _first_text(raw, ("account_id",)) or "?"
+        return None, [AccountProblem(who, "balance entry lacks account_name or exchange_name",
                                      exchange, raw=raw)]
     try:
         taken_at = _millis(raw.get("timestamp_millis"))
@@ -241,7 +241,7 @@ def _cached_account(raw: object) -> tuple[Account | None, list[AccountProblem]]:
 
 
 def from_cached(payload: object, received_at: datetime) -> Snapshot:
-    """Normalise a ``get_cached_account_balance`` body; raise TreadBadResponse if it has no shape."""
+    """Normalise a ``get_cached_account_balance`` body; TreadBadResponse if it has no shape."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("balances"), list):
         raise TreadBadResponse("cached balances: expected an object with a 'balances' list")
     accounts: list[Account] = []

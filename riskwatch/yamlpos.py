@@ -32,10 +32,15 @@ class Located:
     value: Any
     values: dict[Path, Position] = field(default_factory=dict)
     keys: dict[Path, Position] = field(default_factory=dict)
+    containers: set[Path] = field(default_factory=set)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
-        """Where ``path`` stands (its key when ``key``), else its nearest known ancestor."""
-        if key and path in self.keys:
+        """Where ``path`` stands, else its nearest known ancestor.
+
+        The key is shown instead of the value when ``key`` is set or the value is a
+        mapping or list (whose own position is the line after, or a bracket).
+        """
+        if (key or path in self.containers) and path in self.keys:
             return self.keys[path]
         probe = path
         while probe not in self.values and probe:
@@ -63,8 +68,10 @@ class _Builder:
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.located.values[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
+            self.located.containers.add(path)
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
+            self.located.containers.add(path)
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
         return self._scalar(node)
 

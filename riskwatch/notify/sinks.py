@@ -105,7 +105,7 @@ class SlackWebSink:
             )
         except SlackApiError as error:
             return _api_failure(error)
-        except Exception as error:  # noqa: BLE001 - urllib, sockets and JSON all fail here
+        except Exception as error:
             return _network_failure(error)
         return Delivery(ok=True, channel=str(response.get("channel") or self.channel),
                         ts=str(response.get("ts")) if response.get("ts") else None)
@@ -116,7 +116,7 @@ class SlackWebSink:
             self.client.chat_update(channel=channel, ts=ts, text=text)
         except SlackApiError as error:
             return _api_failure(error)
-        except Exception as error:  # noqa: BLE001 - see post
+        except Exception as error:
             return _network_failure(error)
         return Delivery(ok=True, channel=channel, ts=ts)
 
@@ -145,7 +145,7 @@ class SlackWebhookSink:
         """Post through the webhook."""
         try:
             response = self.client.send(text=text, unfurl_links=False, unfurl_media=False)
-        except Exception as error:  # noqa: BLE001 - urllib and sockets fail here
+        except Exception as error:
             return _network_failure(error)
         if response.status_code == 200:
             return Delivery(ok=True)

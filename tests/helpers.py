@@ -1,0 +1,47 @@
+"""Shared test helpers: fixture payloads, a fixed clock, tiny builders."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from riskwatch.snapshot import Account, Asset
+
+FIXTURES = Path(__file__).parent / "fixtures"
+T0 = datetime(2026, 1, 22, 10, 0, 0, tzinfo=UTC)
+
+
+def payload(name: str) -> Any:
+    """A JSON fixture from tests/fixtures/payloads, numbers as Decimal like the client reads."""
+    text = (FIXTURES / "payloads" / name).read_text()
+    return json.loads(text, parse_float=Decimal)
+
+
+def at(seconds: float) -> datetime:
+    """T0 plus ``seconds``."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def position(symbol: str = "ETH:PERP-USDT", **numbers: str | None) -> Asset:
+    """A position row with the given numbers (strings, for exact Decimals)."""
+    values = {key: (None if value is None else Decimal(value)) for key, value in numbers.items()}
+    market = values.pop("market_type", None)
+    return Asset(symbol=symbol, asset_type="position",
+                 market_type=str(market) if market else "perp", **values)  # type: ignore[arg-type]
+
+
+def token(symbol: str = "USDT", market_type: str = "perp", **numbers: str | None) -> Asset:
+    """A token row."""
+    values = {key: (None if value is None else Decimal(value)) for key, value in numbers.items()}
+    return Asset(symbol=symbol, asset_type="token", market_type=market_type,
+                 **values)  # type: ignore[arg-type]
+
+
+def account(name: str = "desk-1", *assets: Asset, exchange: str = "Bybit",
+            equity: str | None = None, taken_at: datetime = T0, complete: bool = True) -> Account:
+    """An account holding ``assets``."""
+    return Account(name=name, exchange=exchange, assets=tuple(assets), taken_at=taken_at,
+                   equity=None if equity is None else Decimal(equity), complete=complete)
