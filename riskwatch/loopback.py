@@ -7,6 +7,7 @@ answers over real HTTP while the asyncio loop of the daemon runs in the main thr
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ class Request:
     query: list[tuple[str, str]]
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] = ("", 0)  # the client's address and port (one per connection)
 
     def json(self) -> Any:
         """The body as JSON."""
@@ -48,6 +50,16 @@ class Reply:
 Handler = Callable[[Request], Reply]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hung up (a timeout on its side) is normal here, not worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LoopbackServer:
     """Serves ``handler`` on 127.0.0.1 at a free port until :meth:`close`."""
 
@@ -62,7 +74,8 @@ class LoopbackServer:
                 parts = urlsplit(self.path)
                 request = Request(self.command, parts.path, parse_qsl(parts.query),
                                   {k.lower(): v for k, v in self.headers.items()},
-                                  self.rfile.read(length) if length else b"")
+                                  self.rfile.read(length) if length else b"",
+                                  (str(self.client_address[0]), int(self.client_address[1])))
                 reply = outer(request)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -76,9 +89,8 @@ class LoopbackServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # keep the terminal for alerts
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), _RequestHandler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+        self.server = _QuietServer(("127.0.0.1", port), _RequestHandler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True,
                                        name="loopback-http")
         self.thread.start()
 

@@ -20,6 +20,11 @@ def payload(name: str) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
+def raw_payload(name: str) -> bytes:
+    """A JSON fixture's bytes, served as they are (numbers stay numbers)."""
+    return (FIXTURES / "payloads" / name).read_bytes()
+
+
 def at(seconds: float) -> datetime:
     """T0 plus ``seconds``."""
     return T0 + timedelta(seconds=seconds)

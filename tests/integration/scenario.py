@@ -1,0 +1,80 @@
+"""Building blocks for daemon scenarios: payloads with a chosen margin ratio, a daemon to run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from riskwatch.daemon import Daemon
+from riskwatch.runtime import build_router, load_compiled_rules, open_client, open_state
+from riskwatch.settings import Settings, load_settings
+from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
+
+MARGIN_RULES = """
+rules:
+  - name: eth-margin
+    description: Maintenance margin against margin balance
+    scope: position
+    metric: maint_margin_ratio
+    levels: {warning: 0.5, critical: 0.8}
+    repeat: 1h
+"""
+
+
+def cached_with_ratio(ratio: str, account: str = "desk-1") -> dict[str, Any]:
+    """A cached payload whose ETH position has maint_margin / margin_balance == ratio."""
+    maint = str(round(float(ratio) * 1000, 2))
+    return {"balances": [{
+        "exchange_name": "Bybit", "account_name": account, "user_id": 1,
+        "account_id": "2fd72fdc-e010-400f-886c-2e45fa0104c4", "username": "t",
+        "equity": "5000", "equities": [], "transfers": [], "vcefi_enabled": False,
+        "timestamp_millis": int(time.time() * 1000),
+        "assets": [{
+            "symbol": "ETH:PERP-USDT", "amount": "-1", "margin_balance": "1000",
+            "unrealized_profit": "0", "notional": "-3000", "wallet_type": "unified",
+            "asset_type": "position", "funding_fee": None, "borrowed": None,
+            "initial_margin": "300", "maint_margin": maint, "leverage": "10",
+            "margin_mode": None,
+        }],
+    }], "errors": []}
+
+
+def settings_for(tread: FakeTread, slack: FakeSlack | None, folder: Path, *, bot: bool = False,
+                 rules: str = MARGIN_RULES, **extra: Any) -> Settings:
+    """Settings pointing at the fakes, with the rules written to ``folder``."""
+    rules_path = folder / "rules.yaml"
+    rules_path.write_text(rules)
+    slack_settings: dict[str, Any] = {}
+    if slack is not None and bot:
+        slack_settings = {"slack_bot_token": "xoxb-test-secret-bot-token",
+                          "slack_channel": "#risk", "slack_api_url": slack.api_url}
+    elif slack is not None:
+        slack_settings = {"slack_webhook_url": slack.webhook_url}
+    return load_settings(tread_url=tread.url, tread_token=TOKEN, poll_interval="1s",
+                         state=f"sqlite:///{folder}/state.db", rules=rules_path, http="off",
+                         **slack_settings, **extra)
+
+
+def make_daemon(settings: Settings) -> Daemon:
+    """A daemon built exactly as `riskwatch run` builds it."""
+    rules = load_compiled_rules([settings.rules])
+    return Daemon(settings, rules, open_state(settings), open_client(settings),
+                  build_router(settings))
+
+
+async def close_daemon(daemon: Daemon) -> None:
+    """Release the daemon's client and store."""
+    await daemon.client.aclose()
+    daemon.store.close()
+
+
+async def wait_until(predicate: Any, timeout: float) -> bool:
+    """Poll ``predicate`` every 20 ms until true or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(predicate())

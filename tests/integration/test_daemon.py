@@ -1,0 +1,134 @@
+"""`riskwatch run` end to end at one-second polls against loopback fakes of Tread.fi and Slack."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from riskwatch.daemon import Daemon
+from tests.integration.fakes import FakeSlack, FakeTread
+from tests.integration.scenario import (
+    cached_with_ratio,
+    close_daemon,
+    make_daemon,
+    settings_for,
+    wait_until,
+)
+
+LATENCY_LIMIT = 1.5  # one poll interval plus half a second
+
+
+async def _change_and_wait(tread: FakeTread, slack: FakeSlack, ratio: str,
+                           expected_posts: int) -> float:
+    """Move the account to ``ratio``; return seconds until Slack had ``expected_posts``."""
+    changed = time.monotonic()
+    tread.set_cached(cached_with_ratio(ratio))
+    arrived = await wait_until(lambda: len(slack.posts()) >= expected_posts, timeout=5)
+    assert arrived, f"no message {expected_posts} within 5s"
+    return slack.posts()[expected_posts - 1].at - changed
+
+
+async def _start(daemon: Daemon) -> asyncio.Task[None]:
+    task = asyncio.create_task(daemon.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def _stop(daemon: Daemon, task: asyncio.Task[None]) -> float:
+    began = time.monotonic()
+    daemon.stop_event.set()
+    await asyncio.wait_for(task, timeout=10)
+    await close_daemon(daemon)
+    return time.monotonic() - began
+
+
+def test_warning_critical_safe_sends_exactly_three_timely_messages_and_restart_sends_none(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """SPEC issue point 4 through the webhook: firing, escalation, resolution; no repeats."""
+    settings = settings_for(tread, slack, tmp_path)
+    tread.set_cached(cached_with_ratio("0.2"))
+
+    async def scenario() -> list[float]:
+        latencies = []
+        daemon = make_daemon(settings)
+        task = await _start(daemon)
+        await asyncio.sleep(2.2)
+        assert slack.posts() == []  # safe: nothing to say
+        latencies.append(await _change_and_wait(tread, slack, "0.6", 1))
+        await asyncio.sleep(2.5)
+        assert len(slack.posts()) == 1  # nothing more while the state holds
+        latencies.append(await _change_and_wait(tread, slack, "0.9", 2))
+        await asyncio.sleep(1.2)
+        await _stop(daemon, task)
+        restarted = make_daemon(settings)  # a restart while the alert fires
+        task = await _start(restarted)
+        await asyncio.sleep(3.2)
+        assert len(slack.posts()) == 2, "the restart repeated a notification"
+        latencies.append(await _change_and_wait(tread, slack, "0.1", 3))
+        await asyncio.sleep(2.5)
+        await _stop(restarted, task)
+        return latencies
+
+    latencies = asyncio.run(scenario())
+    texts = [post.body["text"] for post in slack.posts()]
+    assert len(texts) == 3
+    assert "FIRING · WARNING" in texts[0]
+    assert "FIRING · CRITICAL (escalated from WARNING)" in texts[1]
+    assert "RESOLVED (was CRITICAL)" in texts[2]
+    assert max(latencies) <= LATENCY_LIMIT, latencies
+
+
+def test_bot_token_threads_changes_and_updates_the_firing_message(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """With the Web API, changes reply in the firing message's thread and it is edited."""
+    settings = settings_for(tread, slack, tmp_path, bot=True)
+    tread.set_cached(cached_with_ratio("0.6"))
+
+    async def scenario() -> None:
+        daemon = make_daemon(settings)
+        task = await _start(daemon)
+        assert await wait_until(lambda: len(slack.posts()) == 1, timeout=5)
+        await _change_and_wait(tread, slack, "0.9", 2)
+        await _change_and_wait(tread, slack, "0.2", 3)
+        await wait_until(lambda: sum(c.method == "chat.update" for c in slack.calls) >= 2, 5)
+        await _stop(daemon, task)
+
+    asyncio.run(scenario())
+    first, escalation, resolution = slack.posts()
+    assert first.body["channel"] == "#risk" and "thread_ts" not in first.body
+    parent_ts = "1700000000.000001"
+    assert escalation.body["thread_ts"] == parent_ts
+    assert resolution.body["thread_ts"] == parent_ts
+    updates = [c for c in slack.calls if c.method == "chat.update"]
+    assert all(u.body["ts"] == parent_ts for u in updates)
+    assert "RESOLVED" in updates[-1].body["text"]
+    assert first.headers["authorization"] == "Bearer xoxb-test-secret-bot-token"
+
+
+def test_daemon_stops_within_seconds_and_survives_api_failures(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """A failing API does not stop the loop or resolve alerts; stop takes a few seconds."""
+    from riskwatch.loopback import Reply
+
+    settings = settings_for(tread, slack, tmp_path)
+    tread.set_cached(cached_with_ratio("0.9"))
+
+    async def scenario() -> float:
+        daemon = make_daemon(settings)
+        task = await _start(daemon)
+        assert await wait_until(lambda: len(slack.posts()) == 1, timeout=5)
+        tread.override = Reply.json({"message": "Something went wrong..."}, 500)
+        await asyncio.sleep(2.5)
+        polls_during_outage = daemon.polls
+        assert not task.done()
+        firing = [a for a in daemon.alerts.values() if a.key.rule == "eth-margin"]
+        assert [a.state.value for a in firing] == ["firing"]
+        assert polls_during_outage >= 3
+        return await _stop(daemon, task)
+
+    assert asyncio.run(scenario()) < 5
+    assert len(slack.posts()) == 1  # the outage resolved nothing (stale_after not yet reached)
