@@ -20,6 +20,7 @@ from riskwatch import builtin
 from riskwatch.alerts import Alert, AlertKey
 from riskwatch.errors import TreadAuthError, TreadError
 from riskwatch.evaluate import CompiledRule, Decisions, decide
+from riskwatch.logs import Redactor
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
 from riskwatch.settings import Settings
 from riskwatch.snapshot import Snapshot, only_accounts
@@ -57,7 +58,7 @@ class Daemon:
         self.store = store
         self.client = client
         self.clock = clock
-        self.deliverer = Deliverer(store, router, clock)
+        self.deliverer = Deliverer(store, router, clock, Redactor(settings.secrets()).mask)
         self.router = router
         self.alerts: dict[AlertKey, Alert] = store.load_alerts()
         self.started_at = clock()

@@ -81,6 +81,8 @@ class TreadClient:
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
+        # the token, to mask it should the API ever echo it back in an error message
+        self._token = http.headers.get("Authorization", "").removeprefix("Token ").strip()
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -95,7 +97,12 @@ class TreadClient:
         except httpx.TransportError as error:
             raise TreadUnreachable(f"{what}: cannot reach {self.http.base_url}: "
                                    f"{type(error).__name__}") from None
-        _raise_for_status(what, response)
+        try:
+            _raise_for_status(what, response)
+        except TreadError as error:
+            if self._token and self._token in str(error):
+                error.args = (str(error).replace(self._token, "***"),)
+            raise
         return response.content
 
     async def cached_balances_raw(self, accounts: Sequence[str] | None = None) -> bytes:

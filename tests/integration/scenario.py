@@ -70,9 +70,9 @@ async def close_daemon(daemon: Daemon) -> None:
     daemon.store.close()
 
 
-async def wait_until(predicate: Any, timeout: float) -> bool:
-    """Poll ``predicate`` every 20 ms until true or ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Any, seconds: float) -> bool:
+    """Poll ``predicate`` every 20 ms until true or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
             return True

@@ -24,7 +24,7 @@ async def _change_and_wait(tread: FakeTread, slack: FakeSlack, ratio: str,
     """Move the account to ``ratio``; return seconds until Slack had ``expected_posts``."""
     changed = time.monotonic()
     tread.set_cached(cached_with_ratio(ratio))
-    arrived = await wait_until(lambda: len(slack.posts()) >= expected_posts, timeout=5)
+    arrived = await wait_until(lambda: len(slack.posts()) >= expected_posts, seconds=5)
     assert arrived, f"no message {expected_posts} within 5s"
     return slack.posts()[expected_posts - 1].at - changed
 
@@ -90,7 +90,7 @@ def test_bot_token_threads_changes_and_updates_the_firing_message(
     async def scenario() -> None:
         daemon = make_daemon(settings)
         task = await _start(daemon)
-        assert await wait_until(lambda: len(slack.posts()) == 1, timeout=5)
+        assert await wait_until(lambda: len(slack.posts()) == 1, seconds=5)
         await _change_and_wait(tread, slack, "0.9", 2)
         await _change_and_wait(tread, slack, "0.2", 3)
         await wait_until(lambda: sum(c.method == "chat.update" for c in slack.calls) >= 2, 5)
@@ -120,7 +120,7 @@ def test_daemon_stops_within_seconds_and_survives_api_failures(
     async def scenario() -> float:
         daemon = make_daemon(settings)
         task = await _start(daemon)
-        assert await wait_until(lambda: len(slack.posts()) == 1, timeout=5)
+        assert await wait_until(lambda: len(slack.posts()) == 1, seconds=5)
         tread.override = Reply.json({"message": "Something went wrong..."}, 500)
         await asyncio.sleep(2.5)
         polls_during_outage = daemon.polls

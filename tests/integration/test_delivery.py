@@ -1,0 +1,108 @@
+"""The outbox against a loopback fake Slack: retries, Retry-After, permanent errors, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.daemon import utcnow
+from riskwatch.loopback import Reply
+from riskwatch.notify.outbox import Deliverer, Router, plan_messages
+from riskwatch.notify.sinks import SlackWebhookSink, SlackWebSink
+from riskwatch.store import SqliteStore
+from tests.integration.fakes import FakeSlack
+
+
+def _notice(account: str) -> Notice:
+    alert = Alert(key=AlertKey("margin", account, "ETH:PERP-USDT"), state=State.FIRING,
+                  severity="warning", exchange="Bybit", metric="maint_margin_ratio", value=None,
+                  threshold=None, since=utcnow(), firing_since=utcnow())
+    return Notice(NoticeKind.FIRING, alert)
+
+
+def _webhook_router(slack: FakeSlack) -> Router:
+    return Router({"webhook": SlackWebhookSink(slack.webhook_url)}, ["webhook"])
+
+
+def _enqueue(store: SqliteStore, router: Router, *accounts: str) -> None:
+    for account in accounts:
+        store.save_poll({}, [], plan_messages([_notice(account)], {}, router), utcnow())
+
+
+async def _deliver_for(deliverer: Deliverer, seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(deliverer.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+
+
+def test_429_with_retry_after_is_honoured_and_sent_once(slack: FakeSlack, tmp_path: Path) -> None:
+    """Slack answers 429 Retry-After: 2; the message arrives once, at least 2 s later."""
+    store = SqliteStore(tmp_path / "state.db")
+    router = _webhook_router(slack)
+    slack.failures.append(Reply(429, b"rate_limited", {"Retry-After": "2"}))
+    _enqueue(store, router, "desk-1")
+    started = time.monotonic()
+    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 3.5))
+    [post] = slack.posts()
+    assert post.at - started >= 2.0
+    assert len(slack.attempts) == 2 and store.outbox() == []
+
+
+def test_messages_wait_through_an_outage_and_arrive_in_order_once(
+    slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """5xx answers keep messages in the store; after recovery all arrive, in order, once."""
+    store = SqliteStore(tmp_path / "state.db")
+    router = _webhook_router(slack)
+    slack.failures.extend([Reply(503, b"unavailable"), Reply(500, b"oops")])
+    _enqueue(store, router, "desk-1", "desk-2", "desk-3")
+    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 8))
+    accounts = [p.body["text"].split("account ")[1][:6] for p in slack.posts()]
+    assert accounts == ["desk-1", "desk-2", "desk-3"]
+    gaps = [b.at - a.at for a, b in zip(slack.posts(), slack.posts()[1:], strict=False)]
+    assert min(gaps) >= 0.95  # at most one message per second per channel
+
+
+def test_permanent_error_is_kept_reported_and_not_retried(slack: FakeSlack, tmp_path: Path) -> None:
+    """invalid_auth is permanent: no retry, the message stays in the store as failed."""
+    store = SqliteStore(tmp_path / "state.db")
+    router = Router({"slack:#risk": SlackWebSink("xoxb-bad", "#risk", slack.api_url)},
+                    ["slack:#risk"])
+    slack.failures.append(Reply.json({"ok": False, "error": "invalid_auth"}))
+    _enqueue(store, router, "desk-1")
+    deliverer = Deliverer(store, router, utcnow)
+    asyncio.run(_deliver_for(deliverer, 1.5))
+    assert len(slack.attempts) == 1 and slack.posts() == []
+    [failed] = store.outbox("failed")
+    assert failed.last_error == "invalid_auth"
+    assert deliverer.permanent_error == "slack:#risk: invalid_auth"
+
+
+def test_waiting_messages_survive_a_restart(slack: FakeSlack, tmp_path: Path) -> None:
+    """A message stored while Slack was down is sent by the next process that opens the store."""
+    store = SqliteStore(tmp_path / "state.db")
+    router = _webhook_router(slack)
+    slack.failures.extend([Reply(500, b"down")] * 3)
+    _enqueue(store, router, "desk-1")
+    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 0.5))
+    store.close()
+    assert slack.posts() == []
+    slack.failures.clear()
+    reopened = SqliteStore(tmp_path / "state.db")
+    asyncio.run(_deliver_for(Deliverer(reopened, router, utcnow), 3))
+    assert len(slack.posts()) == 1
+
+
+def test_network_error_is_retried(tmp_path: Path) -> None:
+    """An unreachable Slack is a retryable failure: the message waits with its error."""
+    store = SqliteStore(tmp_path / "state.db")
+    router = Router({"webhook": SlackWebhookSink("http://127.0.0.1:9/hook")}, ["webhook"])
+    _enqueue(store, router, "desk-1")
+    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 0.5))
+    [waiting] = store.outbox()
+    assert waiting.attempts >= 1 and waiting.last_error is not None
+    assert waiting.last_error.startswith("network:")
