@@ -40,6 +40,15 @@ class Redactor:
         return text
 
 
+class _ToStructlog(logging.Handler):
+    """Sends records of libraries that use stdlib logging (APScheduler, httpx) through structlog."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Re-log the record as a structured event."""
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage(),
+                                              logger=record.name)
+
+
 def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (),
               stream: Any = None) -> Redactor:
     """Configure structlog for the process; logs go to standard error."""
@@ -61,4 +70,7 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers = [_ToStructlog()]
+    root.setLevel(max(LEVELS.get(level, logging.INFO), logging.INFO))  # no library chatter
     return redactor

@@ -18,6 +18,17 @@ from riskwatch.loopback import LoopbackServer, Reply, Request
 TOKEN = "tread-test-token-5f2b9c"
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A request and when it arrived."""
+
+    request: Request
+    received: float
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.request, name)
+
+
 class FakeTread:
     """Serves both balance endpoints and /api/accounts/ from payloads the test sets."""
 
@@ -28,15 +39,27 @@ class FakeTread:
         self.override: Reply | None = None  # answer every request with this
         self.delay = 0.0
         self.stamp_now = True  # cached data is "taken" at each request, as the real cache refreshes
-        self.requests: list[Request] = []
+        self.requests: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.lock = threading.Lock()
         self.server = LoopbackServer(self.handle)
         self.url = self.server.url
 
     def handle(self, request: Request) -> Reply:
-        """Answer like Tread.fi."""
+        """Answer like Tread.fi, counting requests in flight."""
         with self.lock:
-            self.requests.append(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._answer(request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: Request) -> Reply:
+        with self.lock:
+            self.requests.append(Seen(request, time.monotonic()))
             override, delay = self.override, self.delay
             cached, live, accounts = (copy.deepcopy(self.cached), copy.deepcopy(self.live),
                                       copy.deepcopy(self.accounts))

@@ -132,3 +132,27 @@ def test_daemon_stops_within_seconds_and_survives_api_failures(
 
     assert asyncio.run(scenario()) < 5
     assert len(slack.posts()) == 1  # the outage resolved nothing (stale_after not yet reached)
+
+
+def test_slow_api_never_overlaps_polls_nor_piles_them_up(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """A poll slower than the interval: one request at a time, and no burst after the stall."""
+    settings = settings_for(tread, slack, tmp_path)
+    tread.set_cached(cached_with_ratio("0.2"))
+    tread.delay = 2.5  # each answer takes 2.5 polls' worth of time
+
+    async def scenario() -> None:
+        daemon = make_daemon(settings)
+        task = await _start(daemon)
+        await asyncio.sleep(6)
+        tread.delay = 0
+        await asyncio.sleep(2.5)
+        await _stop(daemon, task)
+
+    asyncio.run(scenario())
+    assert tread.max_in_flight == 1
+    times = [r.received for r in tread.requests]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.9, gaps  # missed runs are coalesced, not replayed in a burst
+    assert len(times) <= 8
