@@ -113,6 +113,7 @@ class Alert:
     detail: str = ""  # what a built-in alert is about (an error message), or why it resolved
     thread: str | None = None  # outbox id of the message that announced the firing
     when: str = "above"
+    muted: bool = False  # a notice of this alert was held back by a silence
 
     @property
     def active(self) -> bool:

@@ -264,19 +264,26 @@ def _s(value: Decimal | None) -> str:
 def alerts_command(ctx: click.Context, fmt: str) -> None:
     """List alert states from the state store."""
     def work() -> None:
+        from riskwatch.silences import silenced
+
         settings = _settings(ctx)
         store = open_state(settings)
         try:
             stored = sorted(store.load_alerts().values(), key=lambda a: tuple(a.key))
+            active = store.silences()
         finally:
             store.close()
+        now = utcnow()
+        muted = {a.key for a in stored if silenced(a.key, active, now)}
         if fmt == "json":
-            click.echo(json.dumps([alert_to_row(a) for a in stored], indent=2))
+            click.echo(json.dumps([{**alert_to_row(a), "silenced": a.key in muted}
+                                   for a in stored], indent=2))
             return
-        _print_table(["STATE", "SEVERITY", "RULE", "ACCOUNT", "SYMBOL", "VALUE", "SINCE"],
+        _print_table(["STATE", "SEVERITY", "RULE", "ACCOUNT", "SYMBOL", "VALUE", "SINCE", ""],
                      [[a.state.value, a.severity, a.key.rule, a.key.account or "-",
                        a.key.symbol or "-", text.format_value(a.metric, a.value),
-                       a.since.isoformat(timespec="seconds")] for a in stored])
+                       a.since.isoformat(timespec="seconds"),
+                       "silenced" if a.key in muted else ""] for a in stored])
 
     _guarded(ctx.obj["debug"], work)
 
@@ -299,11 +306,95 @@ def _scope_of(alert: Alert) -> str:
     return "account" if not alert.key.symbol else "position"
 
 
+# ---------------------------------------------------------------------------- silences
+
+@cli.group()
+def silence() -> None:
+    """Mute notifications (and actions) for matching alerts for a while."""
+
+
+@silence.command("add")
+@click.option("--rule", required=True, help="Rule name (a glob: '*' silences every rule).")
+@click.option("--account", default=None, help="Only this account (a glob).")
+@click.option("--symbol", default=None, help="Only this symbol (a glob).")
+@click.option("--duration", required=True, help="How long: 30m, 2h, 1d.")
+@click.option("--reason", required=True, help="Why, for whoever reads `silence list`.")
+@click.pass_context
+def silence_add(ctx: click.Context, rule: str, account: str | None, symbol: str | None,
+                duration: str, reason: str) -> None:
+    """Add a silence; prints its id."""
+    import uuid
+
+    from riskwatch.durations import parse_duration
+    from riskwatch.silences import Silence
+
+    def work() -> None:
+        try:
+            length = parse_duration(duration)
+        except ValueError as error:
+            raise SettingsError(f"--duration: {error}") from None
+        settings = _settings(ctx)
+        now = utcnow()
+        entry = Silence(uuid.uuid4().hex[:8], rule, account, symbol, now, now + length,
+                        reason, now)
+        store = open_state(settings)
+        try:
+            store.add_silence(entry)
+        finally:
+            store.close()
+        click.echo(entry.id)
+
+    _guarded(ctx.obj["debug"], work)
+
+
+@silence.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@click.pass_context
+def silence_list(ctx: click.Context, fmt: str, show_all: bool) -> None:
+    """List silences in force (or all with --all)."""
+    def work() -> None:
+        store = open_state(_settings(ctx))
+        try:
+            now = utcnow()
+            found = [s for s in store.silences() if show_all or s.active(now)]
+        finally:
+            store.close()
+        if fmt == "json":
+            click.echo(json.dumps([asdict(s) for s in found], default=_jsonable, indent=2))
+            return
+        _print_table(["ID", "RULE", "ACCOUNT", "SYMBOL", "ENDS", "REASON"],
+                     [[s.id, s.rule, s.account or "*", s.symbol or "*",
+                       s.ends_at.isoformat(timespec="seconds"), s.reason] for s in found])
+
+    _guarded(ctx.obj["debug"], work)
+
+
+@silence.command("remove")
+@click.argument("silence_id")
+@click.pass_context
+def silence_remove(ctx: click.Context, silence_id: str) -> None:
+    """Remove a silence by id (exit 1 when there is none)."""
+    def work() -> int:
+        store = open_state(_settings(ctx))
+        try:
+            removed = store.remove_silence(silence_id)
+        finally:
+            store.close()
+        if not removed:
+            click.echo(f"riskwatch: no silence with id {silence_id!r}", err=True)
+            return 1
+        click.echo(f"removed {silence_id}")
+        return 0
+
+    sys.exit(_guarded(ctx.obj["debug"], work))
+
+
 # ---------------------------------------------------------------------------- rules
 
 @cli.group()
 def rules() -> None:
-    """Rule files: validate them, print their JSON Schema."""
+    """Rule files: validate them, test them, print their JSON Schema."""
 
 
 @rules.command("validate")
@@ -326,6 +417,34 @@ def rules_validate(paths: tuple[Path, ...]) -> None:
         click.echo(f"{len(error.problems)} problem(s) found", err=True)
         sys.exit(1)
     click.echo(f"{len(loaded)} rule(s) valid")
+
+
+@rules.command("test")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def rules_test(files: tuple[Path, ...]) -> None:
+    """Run rule unit tests; a failure shows what was expected and what happened."""
+    from riskwatch.ruletest import run_file
+
+    passed = failed = 0
+    for file in files:
+        try:
+            outcomes = run_file(file)
+        except RulesError as error:
+            for problem in error.problems:
+                click.echo(str(problem))
+            failed += 1
+            continue
+        for outcome in outcomes:
+            if outcome.failures:
+                failed += 1
+                click.echo(f"FAIL {outcome.file}: {outcome.name}")
+                for failure in outcome.failures:
+                    click.echo(f"  {failure}")
+            else:
+                passed += 1
+                click.echo(f"ok   {outcome.file}: {outcome.name}")
+    click.echo(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
 
 
 @rules.command("schema")

@@ -13,15 +13,18 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import structlog
 
-from riskwatch import builtin
+from riskwatch import builtin, silences
 from riskwatch.alerts import Alert, AlertKey
-from riskwatch.errors import TreadAuthError, TreadError
+from riskwatch.errors import RiskwatchError, TreadAuthError, TreadError
 from riskwatch.evaluate import CompiledRule, Decisions, decide
 from riskwatch.logs import Redactor
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
+from riskwatch.rules import rule_files
+from riskwatch.runtime import load_compiled_rules
 from riskwatch.settings import Settings
 from riskwatch.snapshot import Snapshot, only_accounts
 from riskwatch.store import SqliteStore
@@ -66,15 +69,43 @@ class Daemon:
         self.polls = 0
         self.stop_event = asyncio.Event()
         self._skips_logged: set[tuple[str, str]] = set()
+        self.rules_error: str | None = None
+        self.reload_requested = False
+        self._rules_signature = rules_signature(settings.rules)
+
+    def request_reload(self) -> None:
+        """Reload the rules before the next poll (SIGHUP)."""
+        self.reload_requested = True
+
+    def _reload_rules(self) -> None:
+        """Reload when asked or when the files changed; keep the old rules if the new fail."""
+        signature = rules_signature(self.settings.rules)
+        if not self.reload_requested and signature == self._rules_signature:
+            return
+        self.reload_requested = False
+        self._rules_signature = signature
+        try:
+            self.rules = load_compiled_rules([self.settings.rules])
+        except RiskwatchError as error:
+            self.rules_error = str(error)
+            log.error("rules reload failed; the previous rules stay in force",
+                      error=self.rules_error)
+            return
+        self.rules_error = None
+        log.info("rules reloaded", rules=len(self.rules))
 
     async def poll_once(self) -> PollReport:
         """Run one poll: fetch, evaluate, store, and wake the deliverer."""
         now = self.clock()
+        self._reload_rules()
         outcome = await self._fetch(now)
         observations = builtin.observe(outcome, now, self.settings.stale_limit)
+        observations.append(builtin.rules_invalid(self.rules_error))
         decisions = decide(self.rules, outcome.snapshot, self.alerts, now, observations)
         self._log_poll(outcome, decisions)
-        messages = plan_messages(decisions.notices, decisions.changed, self.router)
+        notices = silences.apply(decisions.notices, self.alerts, decisions.changed,
+                                 self.store.silences(), now)
+        messages = plan_messages(notices, decisions.changed, self.router)
         self.store.save_poll(decisions.changed, decisions.dropped, messages, now)
         for key in decisions.dropped:
             self.alerts.pop(key, None)
@@ -131,6 +162,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._tick, "interval", args=[cycles],
@@ -146,7 +178,7 @@ class Daemon:
             await self.stop_event.wait()
         finally:
             scheduler.shutdown(wait=False)
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             await self._finish(delivery)
 
@@ -169,6 +201,15 @@ class Daemon:
             log.exception("poll crashed")
         if cycles is not None and self.polls >= cycles:
             self.stop_event.set()
+
+
+def rules_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of the rule files: a change means reload."""
+    try:
+        files = rule_files([path]) if path.exists() else []
+        return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        return ()
 
 
 def _newest_data(snapshot: Snapshot, now: datetime) -> datetime:

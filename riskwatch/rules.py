@@ -185,29 +185,36 @@ def load_rules(paths: Iterable[Path]) -> list[Rule]:
     return rules
 
 
-def _load_file(file: Path) -> tuple[list[Rule], yamlpos.Located, list[RuleProblem]]:
+def read_yaml(file: Path) -> yamlpos.Located:
+    """Read and parse one YAML file with positions; RulesError with its one problem if not."""
     name = str(file)
-    empty = yamlpos.Located(None)
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
-        return [], empty, [RuleProblem(name, 1, 1, f"cannot read: {reason}")]
+        raise RulesError([RuleProblem(name, 1, 1, f"cannot read: {reason}")]) from None
     try:
-        located = yamlpos.load(text)
+        return yamlpos.load(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         message = f"YAML syntax: {error.problem or error.context}"
         if error.context and error.context_mark and error.problem_mark:
             message += f" ({error.context} at line {error.context_mark.line + 1})"
-        return [], empty, [RuleProblem(name, line, column, message)]
+        raise RulesError([RuleProblem(name, line, column, message)]) from None
     except yaml.YAMLError as error:
-        return [], empty, [RuleProblem(name, 1, 1, f"YAML: {error}")]
+        raise RulesError([RuleProblem(name, 1, 1, f"YAML: {error}")]) from None
     except yamlpos.DuplicateKeyError as error:
-        return [], empty, [RuleProblem(name, error.position.line, error.position.column,
-                                       str(error))]
-    return (*_parse_document(name, located),)
+        where = error.position
+        raise RulesError([RuleProblem(name, where.line, where.column, str(error))]) from None
+
+
+def _load_file(file: Path) -> tuple[list[Rule], yamlpos.Located, list[RuleProblem]]:
+    try:
+        located = read_yaml(file)
+    except RulesError as error:
+        return [], yamlpos.Located(None), error.problems
+    return (*_parse_document(str(file), located),)
 
 
 def _parse_document(
@@ -221,7 +228,7 @@ def _parse_document(
     try:
         Defaults.model_validate(defaults)
     except ValidationError as error:
-        problems = [_problem(name, located, detail, prefix=("defaults",))
+        problems = [locate_problem(name, located, detail, prefix=("defaults",))
                     for detail in error.errors()]
         return [], located, problems
     try:
@@ -229,7 +236,7 @@ def _parse_document(
             {**document, "rules": _with_defaults(document.get("rules"), defaults)}
         )
     except ValidationError as error:
-        return [], located, [_problem(name, located, detail) for detail in error.errors()]
+        return [], located, [locate_problem(name, located, detail) for detail in error.errors()]
     problems = [
         RuleProblem(name, where.line, where.column, message)
         for index, rule in enumerate(parsed.rules)
@@ -248,8 +255,9 @@ def _with_defaults(rules: Any, defaults: Any) -> Any:
     return [{**usable, **rule} if isinstance(rule, dict) else rule for rule in rules]
 
 
-def _problem(name: str, located: yamlpos.Located, detail: Any,
-             prefix: tuple[str, ...] = ()) -> RuleProblem:
+def locate_problem(name: str, located: yamlpos.Located, detail: Any,
+                   prefix: tuple[str, ...] = ()) -> RuleProblem:
+    """A pydantic error detail as a ``file:line:col`` problem, at the key or value it is about."""
     loc = prefix + tuple(part for part in detail["loc"] if not _is_union_tag(part))
     kind = detail["type"]
     if kind == "extra_forbidden":

@@ -72,9 +72,10 @@ def plan_messages(
             groups.setdefault((destination, parent), []).append(notice)
     messages: list[NewMessage] = []
     for (destination, parent), grouped in groups.items():
-        for chunk in _chunks(grouped, text.MAX_ALERTS_PER_MESSAGE):
+        for chunk, compact in _chunks(grouped):
             message = NewMessage(uuid.uuid4().hex, destination,
-                                 {"notices": [notice_to_dict(n) for n in chunk], "thread": parent})
+                                 {"notices": [notice_to_dict(n) for n in chunk], "thread": parent,
+                                  "compact": compact})
             messages.append(message)
             if router.sink(destination).threads:
                 _remember_threads(chunk, message.id, changed)
@@ -90,8 +91,19 @@ def _remember_threads(chunk: Iterable[Notice], message_id: str,
             changed[notice.alert.key] = replace(changed[notice.alert.key], thread=message_id)
 
 
-def _chunks(items: Sequence[Notice], size: int) -> Iterable[Sequence[Notice]]:
-    return (items[start:start + size] for start in range(0, len(items), size))
+def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
+    """Detailed messages for the first alerts of a poll, one-line summaries past that.
+
+    A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
+    and every alert still appears.
+    """
+    detailed, rest = items[:text.MAX_DETAILED_PER_POLL], items[text.MAX_DETAILED_PER_POLL:]
+    size = text.MAX_ALERTS_PER_MESSAGE
+    for start in range(0, len(detailed), size):
+        yield detailed[start:start + size], False
+    size = text.MAX_LINES_PER_MESSAGE
+    for start in range(0, len(rest), size):
+        yield rest[start:start + size], True
 
 
 def backoff(attempts: int) -> timedelta:
@@ -167,8 +179,8 @@ class Deliverer:
     async def _post(self, sink: Sink, row: OutboxRow) -> Delivery:
         notices = [notice_from_dict(n) for n in row.payload["notices"]]
         now = self.clock()
-        body = (text.slack_message(notices, now) if sink.markup == "slack"
-                else text.terminal_message(notices, now))
+        body = (text.slack_message(notices, now, compact=bool(row.payload.get("compact")))
+                if sink.markup == "slack" else text.terminal_message(notices, now))
         thread_ts = None
         parent = row.payload.get("thread")
         if parent:
@@ -186,8 +198,10 @@ class Deliverer:
         body = text.current_state_message(alerts, self.clock())
         result = await asyncio.to_thread(sink.update, landed.channel, landed.ts, self.mask(body))
         if not result.ok and result.error in UPDATE_REFUSED:
-            log.info("slack refused the in-place update", error=result.error, message=parent)
-            return Delivery(ok=True)
+            # the firing message is gone or too old to edit: say the same in a new message
+            log.info("slack refused the in-place update; posting the state anew",
+                     error=result.error, message=parent)
+            return await asyncio.to_thread(sink.post, self.mask(body), None)
         return result
 
     def _settle(self, row: OutboxRow, result: Delivery) -> None:

@@ -15,7 +15,11 @@ from riskwatch.alerts import Alert, Notice, NoticeKind, State
 from riskwatch.durations import format_duration
 from riskwatch.metrics import LEVERAGE_METRICS, MONEY_METRICS, RATIO_METRICS
 
-MAX_ALERTS_PER_MESSAGE = 20
+# Slack's limit is 40,000 characters a message; these keep every message far below it.
+MAX_ALERTS_PER_MESSAGE = 20  # detailed alerts per message
+MAX_DETAILED_PER_POLL = 100  # past this many alerts in one poll, the rest are one line each
+MAX_LINES_PER_MESSAGE = 100  # one-line alerts per message
+MAX_TEXT = 12_000
 _ZWSP = "\u200b"
 _BREAKERS = re.compile(r"([@.:/!#])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -135,15 +139,30 @@ def _operator_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_message(notices: Sequence[Notice], now: datetime) -> str:
-    """Several alerts that changed in one poll, as one Slack message."""
-    shown = notices[:MAX_ALERTS_PER_MESSAGE]
-    blocks = [slack_alert(notice, now) for notice in shown]
-    if len(notices) > len(shown):
-        blocks.append(f"_+{len(notices) - len(shown)} more alerts changed; "
-                      "see `riskwatch alerts`_")
+def slack_message(notices: Sequence[Notice], now: datetime, *, compact: bool = False) -> str:
+    """Alerts that changed in one poll, as one Slack message (one line each when compact)."""
+    if compact:
+        lines = [slack_line(notice) for notice in notices]
+        return _clip(f"*riskwatch: {len(notices)} more alerts changed*\n" + "\n".join(lines))
+    blocks = [slack_alert(notice, now) for notice in notices]
     header = f"*riskwatch: {len(notices)} alerts changed*\n\n" if len(notices) > 1 else ""
-    return header + "\n\n".join(blocks)
+    return _clip(header + "\n\n".join(blocks))
+
+
+def slack_line(notice: Notice) -> str:
+    """One alert on one line, for polls that change very many alerts."""
+    alert = notice.alert
+    value = format_value(alert.metric, alert.value) if alert.value is not None else ""
+    where = _where(alert, escape=True)
+    return f"• *{headline(notice)}* `{alert.key.rule}` {where} {value}".rstrip()[:300]
+
+
+def _clip(text: str) -> str:
+    """Never exceed the size a message may have (a last guard; the planner keeps far below)."""
+    if len(text) <= MAX_TEXT:
+        return text
+    kept = text[:MAX_TEXT - 60].rsplit("\n", 1)[0]
+    return kept + "\n_… message shortened; see `riskwatch alerts`_"
 
 
 def terminal_message(notices: Sequence[Notice], now: datetime) -> str:

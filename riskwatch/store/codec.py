@@ -35,7 +35,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "firing_since": _time(alert.firing_since), "last_breach_at": _time(alert.last_breach_at),
         "last_notified_at": _time(alert.last_notified_at), "description": alert.description,
         "runbook": alert.runbook, "detail": alert.detail, "thread": alert.thread,
-        "when": alert.when,
+        "when": alert.when, "muted": alert.muted,
     }
 
 
@@ -54,7 +54,7 @@ def alert_from_dict(data: dict[str, Any]) -> Alert:
         last_notified_at=_parse_time(data["last_notified_at"]),
         description=data.get("description", ""), runbook=data.get("runbook"),
         detail=data.get("detail", ""), thread=data.get("thread"),
-        when=data.get("when", "above"),
+        when=data.get("when", "above"), muted=bool(data.get("muted", False)),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from riskwatch.alerts import Alert, AlertKey
 from riskwatch.errors import StoreError
+from riskwatch.silences import Silence
 from riskwatch.store.codec import alert_from_dict, alert_to_dict
 
 SCHEMA: list[str] = [
@@ -37,6 +38,14 @@ SCHEMA: list[str] = [
     CREATE TABLE slack_messages (
         id TEXT PRIMARY KEY, destination TEXT NOT NULL, channel TEXT NOT NULL,
         ts TEXT NOT NULL, sent_at TEXT NOT NULL, keys TEXT NOT NULL
+    );
+    """,
+    # version 2
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY, rule TEXT NOT NULL, account TEXT, symbol TEXT,
+        starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
     );
     """,
 ]
@@ -192,6 +201,32 @@ class SqliteStore:
             return None
         keys = tuple(AlertKey(*key) for key in json.loads(found[2]))
         return SlackMessage(message_id, found[0], found[1], keys)
+
+    # ------------------------------------------------------------------ silences
+
+    def add_silence(self, silence: Silence) -> None:
+        """Store a new silence."""
+        self._write([("INSERT INTO silences (id, rule, account, symbol, starts_at, ends_at, "
+                      "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (silence.id, silence.rule, silence.account, silence.symbol,
+                       silence.starts_at.isoformat(), silence.ends_at.isoformat(),
+                       silence.reason, silence.created_at.isoformat()))])
+
+    def silences(self) -> list[Silence]:
+        """Every stored silence, newest first (expired ones included)."""
+        rows = self._db.execute("SELECT id, rule, account, symbol, starts_at, ends_at, reason, "
+                                "created_at FROM silences ORDER BY created_at DESC").fetchall()
+        return [Silence(id_, rule, account, symbol, datetime.fromisoformat(starts),
+                        datetime.fromisoformat(ends), reason, datetime.fromisoformat(created))
+                for id_, rule, account, symbol, starts, ends, reason, created in rows]
+
+    def remove_silence(self, silence_id: str) -> bool:
+        """Delete a silence; False when no silence has that id."""
+        found = self._db.execute("SELECT 1 FROM silences WHERE id=?", (silence_id,)).fetchone()
+        if found is None:
+            return False
+        self._write([("DELETE FROM silences WHERE id=?", (silence_id,))])
+        return True
 
     def alert(self, key: AlertKey) -> Alert | None:
         """One stored alert."""
