@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+
 from riskwatch.errors import SettingsError
 from riskwatch.evaluate import CompiledRule, compile_rules
 from riskwatch.notify.outbox import Router
@@ -49,9 +51,17 @@ def build_router(settings: Settings, *, terminal: bool = False) -> Router:
     return router
 
 
+def api_timeout(settings: Settings) -> httpx.Timeout:
+    """A request may take one poll interval, between 2 and 10 seconds, so a hung API
+    cannot hold the loop much past the next poll."""
+    seconds = min(max(settings.poll_interval.total_seconds(), 2.0), 10.0)
+    return httpx.Timeout(seconds, connect=min(seconds, 5.0))
+
+
 def open_client(settings: Settings) -> TreadClient:
     """The API client (requires RISKWATCH_TREAD_TOKEN)."""
-    return TreadClient(make_http_client(settings.tread_url, settings.token()))
+    return TreadClient(make_http_client(settings.tread_url, settings.token(),
+                                        timeout=api_timeout(settings)))
 
 
 def open_state(settings: Settings) -> SqliteStore:

@@ -26,7 +26,7 @@ from riskwatch.store.codec import notice_from_dict, notice_to_dict
 log = structlog.get_logger("riskwatch.notify")
 
 MIN_POST_INTERVAL = timedelta(seconds=1)
-MAX_BACKOFF = timedelta(seconds=60)
+MAX_BACKOFF = timedelta(seconds=30)
 THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED})
 
 
@@ -107,7 +107,7 @@ def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
 
 
 def backoff(attempts: int) -> timedelta:
-    """1s, 2s, 4s ... capped at a minute."""
+    """1s, 2s, 4s ... capped at 30 s, so a recovered Slack hears from us soon."""
     return min(timedelta(seconds=2 ** min(attempts, 10)), MAX_BACKOFF)
 
 

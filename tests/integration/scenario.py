@@ -52,9 +52,10 @@ def settings_for(tread: FakeTread, slack: FakeSlack | None, folder: Path, *, bot
                           "slack_channel": "#risk", "slack_api_url": slack.api_url}
     elif slack is not None:
         slack_settings = {"slack_webhook_url": slack.webhook_url}
-    return load_settings(tread_url=tread.url, tread_token=TOKEN, poll_interval="1s",
-                         state=f"sqlite:///{folder}/state.db", rules=rules_path, http="off",
-                         **slack_settings, **extra)
+    values: dict[str, Any] = {"tread_url": tread.url, "tread_token": TOKEN,
+                              "poll_interval": "1s", "state": f"sqlite:///{folder}/state.db",
+                              "rules": rules_path, "http": "off", **slack_settings, **extra}
+    return load_settings(**values)
 
 
 def make_daemon(settings: Settings) -> Daemon:

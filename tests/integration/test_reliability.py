@@ -1,0 +1,274 @@
+"""Alerts that are never lost, never false and never noisy (SPEC §5), against loopback fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riskwatch.daemon import Daemon
+from riskwatch.loopback import Reply
+from riskwatch.silences import Silence
+from riskwatch.store import SqliteStore
+from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
+from tests.integration.scenario import (
+    MARGIN_RULES,
+    cached_with_ratio,
+    close_daemon,
+    make_daemon,
+    settings_for,
+    wait_until,
+)
+
+
+async def _run_for(daemon: Daemon, steps: list[tuple[float, Any]]) -> None:
+    """Run the daemon; at each (delay, action) wait, then call the action."""
+    task = asyncio.create_task(daemon.run())
+    try:
+        for delay, action in steps:
+            await asyncio.sleep(delay)
+            if action is not None:
+                action()
+    finally:
+        daemon.stop_event.set()
+        await asyncio.wait_for(task, timeout=15)
+        await close_daemon(daemon)
+
+
+def _texts(slack: FakeSlack) -> list[str]:
+    return [post.body["text"] for post in slack.posts()]
+
+
+def _set(target: Any, **values: Any) -> Any:
+    return lambda: [setattr(target, name, value) for name, value in values.items()]
+
+
+def test_api_outage_fires_source_down_once_and_resolves_nothing(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """500s, an HTML page and timeouts past STALE_AFTER: one source-down, no false resolution."""
+    settings = settings_for(tread, slack, tmp_path, stale_after="3s")
+    tread.set_cached(cached_with_ratio("0.9"))
+    html = Reply(200, b"<html><body>maintenance</body></html>", {"Content-Type": "text/html"})
+    daemon = make_daemon(settings)
+    asyncio.run(_run_for(daemon, [
+        (1.5, _set(tread, override=Reply.json({"message": "Something went wrong..."}, 500))),
+        (2.0, _set(tread, override=html)),
+        (2.0, _set(tread, override=None, delay=3.0)),  # answers after the 2 s client timeout
+        (4.0, _set(tread, delay=0.0)),
+        (3.0, None),
+    ]))
+    texts = _texts(slack)
+    assert len(texts) == 3, texts
+    assert "FIRING · CRITICAL" in texts[0] and "eth-margin" in texts[0]
+    assert "FIRING · CRITICAL" in texts[1] and "`source-down`" in texts[1]
+    assert "RESOLVED" in texts[2] and "`source-down`" in texts[2]
+    assert not any("RESOLVED" in t and "eth-margin" in t for t in texts)
+
+
+def test_401_raises_auth_failed_at_once(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """A refused token is a critical auth-failed alert on the very next poll."""
+    settings = settings_for(tread, slack, tmp_path)
+    tread.set_cached(cached_with_ratio("0.1"))
+    changed_at: list[float] = []
+
+    def refuse() -> None:
+        changed_at.append(time.monotonic())
+        tread.override = Reply.json({"message": "Invalid credentials"}, 401)
+
+    asyncio.run(_run_for(make_daemon(settings), [(1.2, refuse), (2.0, None)]))
+    [post] = slack.posts()
+    assert "FIRING · CRITICAL" in post.body["text"] and "`auth-failed`" in post.body["text"]
+    assert post.at - changed_at[0] <= 1.5
+
+
+def test_broken_rules_on_sighup_keep_old_rules_and_raise_rules_invalid_once(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """A bad reload: the old rules keep alerting, rules-invalid is sent once; a fix resolves it."""
+    settings = settings_for(tread, slack, tmp_path)
+    rules_file = tmp_path / "rules.yaml"
+    tread.set_cached(cached_with_ratio("0.6"))
+
+    def break_rules() -> None:
+        rules_file.write_text(MARGIN_RULES + "    thresholds: 3\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    asyncio.run(_run_for(make_daemon(settings), [
+        (1.5, break_rules),
+        (2.5, lambda: tread.set_cached(cached_with_ratio("0.9"))),  # old rules still work
+        (2.5, lambda: rules_file.write_text(MARGIN_RULES)),  # fixed: found by its new mtime
+        (2.5, None),
+    ]))
+    texts = _texts(slack)
+    invalid = [t for t in texts if "`rules-invalid`" in t]
+    assert len(invalid) == 2, texts
+    assert "FIRING · CRITICAL" in invalid[0] and "unknown key" in invalid[0]
+    assert "RESOLVED" in invalid[1]
+    assert any("escalated from WARNING" in t and "eth-margin" in t for t in texts)
+
+
+def test_silence_holds_notifications_and_expires_on_time(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """While silenced an alert fires without a message; when the silence ends it is announced."""
+    from datetime import UTC, datetime, timedelta
+
+    settings = settings_for(tread, slack, tmp_path)
+    store = SqliteStore(tmp_path / "state.db")
+    now = datetime.now(UTC)
+    ends = now + timedelta(seconds=3)
+    store.add_silence(Silence("abc", "eth-*", None, None, now, ends, "maintenance", now))
+    store.close()
+    tread.set_cached(cached_with_ratio("0.9"))
+    daemon = make_daemon(settings)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(daemon.run())
+        await asyncio.sleep(2.5)
+        assert slack.posts() == []
+        assert [a.state.value for a in daemon.alerts.values()] == ["firing"]
+        assert await wait_until(lambda: len(slack.posts()) == 1, seconds=4)
+        await asyncio.sleep(2)
+        daemon.stop_event.set()
+        await task
+        await close_daemon(daemon)
+
+    asyncio.run(scenario())
+    [post] = slack.posts()
+    assert "still firing" in post.body["text"]
+    expired_after = post.at - time.monotonic() + (datetime.now(UTC) - ends).total_seconds()
+    assert -0.1 <= expired_after <= 1.5  # on time: within one poll of the end
+
+
+def _many_positions(count: int) -> dict[str, Any]:
+    payload = cached_with_ratio("0.9")
+    template = payload["balances"][0]["assets"][0]
+    payload["balances"][0]["assets"] = [
+        {**template, "symbol": f"C{index:03d}:PERP-USDT"} for index in range(count)
+    ]
+    return payload
+
+
+@pytest.mark.timeout(120)
+def test_five_hundred_alerts_in_one_poll_arrive_in_valid_paced_messages(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """500 alerts at once: every one delivered, in a few valid messages, ≤ 1 per second."""
+    settings = settings_for(tread, slack, tmp_path, poll_interval="5s")
+    tread.set_cached(_many_positions(500))
+    daemon = make_daemon(settings)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(daemon.run())
+        await wait_until(lambda: len(slack.posts()) >= 9, seconds=30)
+        await asyncio.sleep(1.5)
+        daemon.stop_event.set()
+        await task
+        await close_daemon(daemon)
+
+    asyncio.run(scenario())
+    posts = slack.posts()
+    text = "\n".join(p.body["text"] for p in posts)
+    assert len(posts) == 9
+    assert all(len(p.body["text"]) <= 40_000 for p in posts)
+    assert all(f"C{index:03d}:\u200bPERP-USDT" in text for index in range(500))
+    gaps = [b.at - a.at for a, b in itertools.pairwise(posts)]
+    assert min(gaps) >= 0.95, gaps
+
+
+@pytest.mark.timeout(180)
+def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """Slack fails with 5xx and timeouts for a minute while three alerts change: all three
+    arrive after it recovers, in order, none twice."""
+    settings = settings_for(tread, slack, tmp_path)
+    tread.set_cached(cached_with_ratio("0.1"))
+    slack.failures.extend([Reply(500, b"internal error")] * 1000)
+    daemon = make_daemon(settings)
+    began = time.monotonic()
+
+    async def scenario() -> None:
+        task = asyncio.create_task(daemon.run())
+        for ratio in ("0.6", "0.9", "0.1"):  # firing, escalation, resolution
+            await asyncio.sleep(4)
+            tread.set_cached(cached_with_ratio(ratio))
+        await asyncio.sleep(60 - (time.monotonic() - began))
+        with slack.lock:
+            slack.failures.clear()
+        assert await wait_until(lambda: len(slack.posts()) == 3, seconds=40)
+        await asyncio.sleep(3)
+        daemon.stop_event.set()
+        await task
+        await close_daemon(daemon)
+
+    asyncio.run(scenario())
+    texts = _texts(slack)
+    assert len(texts) == 3
+    assert "FIRING · WARNING" in texts[0]
+    assert "escalated from WARNING" in texts[1]
+    assert "RESOLVED" in texts[2]
+    assert len(slack.attempts) > 3  # it did retry during the outage
+
+
+def test_sigkill_with_waiting_messages_delivers_them_after_restart(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """Kill -9 while a message waits for Slack: the next process sends it, once."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(MARGIN_RULES)
+    tread.set_cached(cached_with_ratio("0.9"))
+    slack.failures.extend([Reply(503, b"unavailable")] * 1000)
+    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
+           "RISKWATCH_RULES": str(rules), "RISKWATCH_POLL_INTERVAL": "0.5s",
+           "RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db", "RISKWATCH_HTTP": "off",
+           "RISKWATCH_SLACK_WEBHOOK_URL": slack.webhook_url}
+    command = [sys.executable, "-m", "riskwatch", "run"]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while len(slack.attempts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.kill()
+    first.wait(timeout=5)
+    assert slack.posts() == []
+    with slack.lock:
+        slack.failures.clear()
+    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not slack.posts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=10)
+    [post] = slack.posts()
+    assert "FIRING · CRITICAL" in post.body["text"]
+
+
+def test_refused_update_posts_the_state_as_a_new_message(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """When Slack will not edit the firing message, the current state is posted anew."""
+    settings = settings_for(tread, slack, tmp_path, bot=True)
+    slack.update_error = "message_not_found"
+    tread.set_cached(cached_with_ratio("0.9"))
+    asyncio.run(_run_for(make_daemon(settings), [
+        (1.5, lambda: tread.set_cached(cached_with_ratio("0.1"))), (2.5, None),
+    ]))
+    posts = slack.posts()
+    assert len(posts) == 3
+    _firing, resolution, restated = posts
+    assert resolution.body["thread_ts"] == "1700000000.000001"
+    assert "thread_ts" not in restated.body and "RESOLVED" in restated.body["text"]
