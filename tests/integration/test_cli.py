@@ -209,3 +209,28 @@ def test_api_outage_in_check_is_exit_2(tread: FakeTread) -> None:
     result = riskwatch("check", env=_env(tread))
     assert result.returncode == 2
     assert "HTTP 500 from the API (Something went wrong...)" in result.stderr
+
+
+def test_rules_test_passes_shipped_tests_and_explains_a_failure(tmp_path: Path) -> None:
+    """`rules test` passes the shipped tests; a wrong expectation prints expected and got."""
+    shipped = Path(__file__).parent.parent.parent / "rules" / "tests" / "default_test.yaml"
+    ok = riskwatch("rules", "test", str(shipped))
+    assert ok.returncode == 0, ok.stdout
+    assert ok.stdout.strip().endswith("7 passed, 0 failed")
+    (tmp_path / "r.yaml").write_text("rules:\n  - name: lev\n    scope: position\n"
+                                     "    metric: leverage\n    levels: {warning: 10}\n")
+    wrong = tmp_path / "wrong_test.yaml"
+    wrong.write_text(
+        "rule_files: [r.yaml]\ntests:\n  - name: expects too much\n    snapshots:\n"
+        "      - at: 0s\n        accounts:\n          - name: a\n            assets:\n"
+        "              - {symbol: X, leverage: 12}\n    expect:\n      - at: 0s\n"
+        "        alerts:\n          - {rule: lev, account: a, symbol: X, severity: critical}\n")
+    failed = riskwatch("rules", "test", str(wrong))
+    assert failed.returncode == 1
+    assert "expected: firing critical lev a X" in failed.stdout
+    assert "got:      firing warning lev a X" in failed.stdout
+    broken = tmp_path / "broken_test.yaml"
+    broken.write_text("rule_files: [r.yaml]\ntests:\n  - name: x\n    snapshot: []\n")
+    bad = riskwatch("rules", "test", str(broken))
+    assert bad.returncode == 1 and f"{broken}:4:5: unknown key 'snapshot'" in bad.stdout
+    _no_traceback(bad)
