@@ -114,6 +114,7 @@ class Alert:
     thread: str | None = None  # outbox id of the message that announced the firing
     when: str = "above"
     muted: bool = False  # a notice of this alert was held back by a silence
+    action: str = ""  # the leverage decision of this firing, once made (one per firing)
 
     @property
     def active(self) -> bool:

@@ -31,6 +31,22 @@ RULES_INVALID = Policy(
 )
 
 
+def action_limit_policy(limit: int) -> Policy:
+    """``action-limit`` fires once when the hourly cap of leverage actions is reached."""
+    return Policy(
+        name="action-limit", metric="actions", scope="source",
+        levels=(("critical", Decimal(limit)),), repeat=timedelta(0),
+        description="The hourly limit of leverage actions is reached: riskwatch stops "
+                    "lowering leverage until the hour has room (RISKWATCH_MAX_ACTIONS_PER_HOUR).",
+    )
+
+
+def action_limit(used: int, limit: int) -> tuple[Policy, Observation]:
+    """The ``action-limit`` observation: the actions of the last hour against the cap."""
+    return action_limit_policy(limit), Observation(AlertKey("action-limit", ""), "",
+                                                   Decimal(used))
+
+
 def source_down_policy(stale_after: timedelta) -> Policy:
     """``source-down`` fires when the newest good data is older than ``stale_after``."""
     return Policy(

@@ -306,6 +306,36 @@ def _scope_of(alert: Alert) -> str:
     return "account" if not alert.key.symbol else "position"
 
 
+# ---------------------------------------------------------------------------- actions
+
+@cli.command("actions")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def actions_command(ctx: click.Context, fmt: str) -> None:
+    """The audit log of leverage decisions: acted, dry-run, skipped (and why), failed."""
+    def work() -> None:
+        store = open_state(_settings(ctx))
+        try:
+            logged = store.actions()
+        finally:
+            store.close()
+        if fmt == "json":
+            rows = [{"time": d.at.isoformat(), "rule": d.rule, "account": d.account,
+                     "exchange": d.exchange, "pair": d.pair,
+                     "from_leverage": None if d.from_leverage is None else str(d.from_leverage),
+                     "to_leverage": str(d.to_leverage), "mode": d.mode, "outcome": d.outcome,
+                     "answer": d.detail} for d in logged]
+            click.echo(json.dumps(rows, indent=2))
+            return
+        _print_table(["TIME", "ACCOUNT", "EXCHANGE", "PAIR", "FROM", "TO", "MODE", "OUTCOME",
+                      "ANSWER"],
+                     [[d.at.isoformat(timespec="seconds"), d.account, d.exchange, d.pair,
+                       _s(d.from_leverage), str(d.to_leverage), d.mode, d.outcome,
+                       d.detail[:80]] for d in logged])
+
+    _guarded(ctx.obj["debug"], work)
+
+
 # ---------------------------------------------------------------------------- silences
 
 @cli.group()

@@ -11,21 +11,22 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
-from riskwatch import builtin, silences
-from riskwatch.alerts import Alert, AlertKey
+from riskwatch import actions, builtin, silences
+from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind
 from riskwatch.errors import RiskwatchError, TreadAuthError, TreadError
-from riskwatch.evaluate import CompiledRule, Decisions, decide
+from riskwatch.evaluate import CompiledRule, Decisions, decide, step_into
 from riskwatch.logs import Redactor
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
 from riskwatch.rules import rule_files
 from riskwatch.runtime import load_compiled_rules
 from riskwatch.settings import Settings
+from riskwatch.silences import Silence
 from riskwatch.snapshot import Snapshot, only_accounts
 from riskwatch.store import SqliteStore
 from riskwatch.tread import TreadClient
@@ -70,6 +71,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self._skips_logged: set[tuple[str, str]] = set()
         self.rules_error: str | None = None
+        self._account_ids: dict[str, str] = {}
         self.reload_requested = False
         self._rules_signature = rules_signature(settings.rules)
 
@@ -103,8 +105,9 @@ class Daemon:
         observations.append(builtin.rules_invalid(self.rules_error))
         decisions = decide(self.rules, outcome.snapshot, self.alerts, now, observations)
         self._log_poll(outcome, decisions)
-        notices = silences.apply(decisions.notices, self.alerts, decisions.changed,
-                                 self.store.silences(), now)
+        muting = self.store.silences()
+        await self._act(decisions, outcome.snapshot, muting, now)
+        notices = silences.apply(decisions.notices, self.alerts, decisions.changed, muting, now)
         messages = plan_messages(notices, decisions.changed, self.router)
         self.store.save_poll(decisions.changed, decisions.dropped, messages, now)
         for key in decisions.dropped:
@@ -116,6 +119,63 @@ class Daemon:
         accounts = len(outcome.snapshot.accounts) if outcome.snapshot else 0
         return PollReport(outcome.snapshot is not None, accounts, len(decisions.notices),
                           outcome.error)
+
+    async def _act(self, decisions: Decisions, snapshot: Snapshot | None,
+                   muting: list[Silence], now: datetime) -> None:
+        """Decide and carry out leverage actions; note each outcome on its alert."""
+        by_rule = {c.rule.name: c.rule.action for c in self.rules if c.rule.action is not None}
+        limit = self.settings.max_actions_per_hour
+        if not by_rule:
+            return
+        current = {**self.alerts, **decisions.changed}
+        for key in decisions.dropped:
+            current.pop(key, None)
+        used = sum(1 for d in self.store.actions(since=now - timedelta(hours=1))
+                   if d.outcome in actions.COUNTED)
+        planned = actions.plan(current.values(), by_rule, snapshot, self.settings.actions,
+                               muting, used, limit, now)
+        done = [await self._carry_out(decision) for decision in planned]
+        if done:
+            self.store.record_actions(done)
+        for decision in done:
+            self._note_action(decisions, current, decision)
+        if self.settings.actions != "off":
+            used += sum(1 for d in done if d.outcome in actions.COUNTED)
+            policy, observation = builtin.action_limit(used, limit)
+            step_into(decisions, policy, observation, self.alerts, now)
+
+    async def _carry_out(self, decision: actions.Decision) -> actions.Decision:
+        if decision.outcome != "call":
+            log.info("leverage action " + decision.outcome, rule=decision.rule,
+                     account=decision.account, pair=decision.pair, summary=decision.summary())
+            return decision
+        if decision.account_id is None:
+            decision = replace(decision, account_id=await self._account_id(decision.account))
+        done = await actions.execute(decision, self.client)
+        log.warning("leverage action " + done.outcome, rule=done.rule, account=done.account,
+                    pair=done.pair, summary=done.summary())
+        return done
+
+    async def _account_id(self, name: str) -> str | None:
+        """The id of an account the live endpoint named, from GET /api/accounts/."""
+        if name not in self._account_ids:
+            try:
+                self._account_ids = await self.client.account_ids()
+            except TreadError as error:
+                log.warning("could not list accounts for their ids", error=str(error))
+        return self._account_ids.get(name)
+
+    def _note_action(self, decisions: Decisions, current: dict[AlertKey, Alert],
+                     decision: actions.Decision) -> None:
+        """Mark the alert as acted on in this firing, and show the outcome in its message."""
+        key = AlertKey(decision.rule, decision.account, decision.pair)
+        alert = replace(current[key], action=decision.summary())
+        decisions.changed[key] = alert
+        for index, notice in enumerate(decisions.notices):
+            if notice.alert.key == key:
+                decisions.notices[index] = replace(notice, alert=alert)
+                return
+        decisions.notices.append(Notice(NoticeKind.REMINDER, alert))
 
     async def _fetch(self, now: datetime) -> builtin.PollOutcome:
         watched = self.settings.watched

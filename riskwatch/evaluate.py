@@ -186,6 +186,14 @@ def decide(
     return decisions
 
 
+def step_into(decisions: Decisions, policy: Policy, observation: Observation,
+              alerts: Mapping[AlertKey, Alert], now: datetime) -> None:
+    """Step one more alert (observed after the rules, like the action limit) into ``decisions``."""
+    key = observation.key
+    previous = decisions.changed.get(key) or alerts.get(key)
+    _apply(decisions, key, previous, lifecycle.step(policy, previous, observation, now))
+
+
 def _resolve_removed_rules(
     rules: Sequence[CompiledRule], alerts: Mapping[AlertKey, Alert], now: datetime,
     decisions: Decisions,

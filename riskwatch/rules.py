@@ -34,7 +34,8 @@ from riskwatch.metrics import ALL_METRICS, scopes_of
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")  # lowest first
-BUILTIN_RULES = frozenset({"source-down", "auth-failed", "account-error", "rules-invalid"})
+BUILTIN_RULES = frozenset({"source-down", "auth-failed", "account-error", "rules-invalid",
+                           "action-limit"})
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 Duration = Annotated[

@@ -129,6 +129,8 @@ def slack_alert(notice: Notice, now: datetime) -> str:
     lines.append(" · ".join(_facts(notice, now, escape=True)))
     if alert.detail:
         lines.append(f"> {slack_escape(alert.detail)[:600]}")
+    if alert.action:
+        lines.append(f"*Action:* {slack_escape(alert.action)[:400]}")
     if alert.runbook:
         lines.append(f"<{_operator_text(alert.runbook)}|Runbook>")
     return "\n".join(lines)
@@ -174,6 +176,8 @@ def terminal_message(notices: Sequence[Notice], now: datetime) -> str:
         lines.append("    " + " · ".join(_facts(notice, now, escape=False)))
         if alert.detail:
             lines.append(f"    {plain(alert.detail)[:300]}")
+        if alert.action:
+            lines.append(f"    action: {plain(alert.action)[:300]}")
     return "\n".join(lines)
 
 

@@ -7,9 +7,11 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from riskwatch.actions import Decision
 from riskwatch.alerts import Alert, AlertKey
 from riskwatch.errors import StoreError
 from riskwatch.silences import Silence
@@ -47,6 +49,16 @@ SCHEMA: list[str] = [
         starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
         created_at TEXT NOT NULL
     );
+    """,
+    # version 3
+    """
+    CREATE TABLE actions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, rule TEXT NOT NULL,
+        account TEXT NOT NULL, exchange TEXT NOT NULL, pair TEXT NOT NULL,
+        from_leverage TEXT, to_leverage TEXT NOT NULL, mode TEXT NOT NULL,
+        outcome TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE INDEX actions_at ON actions (at);
     """,
 ]
 
@@ -201,6 +213,30 @@ class SqliteStore:
             return None
         keys = tuple(AlertKey(*key) for key in json.loads(found[2]))
         return SlackMessage(message_id, found[0], found[1], keys)
+
+    # ------------------------------------------------------------------ actions
+
+    def record_actions(self, decisions: Iterable[Decision]) -> None:
+        """Append leverage decisions to the audit log."""
+        self._write([
+            ("INSERT INTO actions (at, rule, account, exchange, pair, from_leverage, "
+             "to_leverage, mode, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (d.at.isoformat(), d.rule, d.account, d.exchange, d.pair,
+              None if d.from_leverage is None else str(d.from_leverage), str(d.to_leverage),
+              d.mode, d.outcome, d.detail))
+            for d in decisions
+        ])
+
+    def actions(self, since: datetime | None = None) -> list[Decision]:
+        """The audit log, oldest first (from ``since`` on, when given)."""
+        rows = self._db.execute(
+            "SELECT at, rule, account, exchange, pair, from_leverage, to_leverage, mode, "
+            "outcome, detail FROM actions WHERE at >= ? ORDER BY seq",
+            (since.isoformat() if since else "",)).fetchall()
+        return [Decision(datetime.fromisoformat(at), rule, account, exchange, pair,
+                         None if old is None else Decimal(old), Decimal(new), mode, outcome,
+                         detail)
+                for at, rule, account, exchange, pair, old, new, mode, outcome, detail in rows]
 
     # ------------------------------------------------------------------ silences
 

@@ -28,6 +28,7 @@ from riskwatch.snapshot import Snapshot, from_cached, from_live
 CACHED_PATH = "/api/sor/get_cached_account_balance"
 LIVE_PATH = "/api/balances/"
 ACCOUNTS_PATH = "/api/accounts/"
+SET_LEVERAGE_PATH = "/api/set_leverage/"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
@@ -97,13 +98,16 @@ class TreadClient:
         except httpx.TransportError as error:
             raise TreadUnreachable(f"{what}: cannot reach {self.http.base_url}: "
                                    f"{type(error).__name__}") from None
+        self._check(what, response)
+        return response.content
+
+    def _check(self, what: str, response: httpx.Response) -> None:
         try:
             _raise_for_status(what, response)
         except TreadError as error:
             if self._token and self._token in str(error):
                 error.args = (str(error).replace(self._token, "***"),)
             raise
-        return response.content
 
     async def cached_balances_raw(self, accounts: Sequence[str] | None = None) -> bytes:
         """The body of the cached-balance endpoint."""
@@ -123,6 +127,25 @@ class TreadClient:
             return from_live(parse_json(body, f"GET {LIVE_PATH}"), received_at)
         body = await self.cached_balances_raw(accounts)
         return from_cached(parse_json(body, f"GET {CACHED_PATH}"), received_at)
+
+    async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
+        """``POST /api/set_leverage/``; the API's message on success, a TreadError otherwise."""
+        what = f"POST {SET_LEVERAGE_PATH}"
+        body = {"leverage": leverage, "pair": pair, "account_ids": account_ids}
+        try:
+            response = await self.http.post(SET_LEVERAGE_PATH, json=body)
+        except httpx.TimeoutException:
+            raise TreadTimeout(f"{what}: no answer within the timeout") from None
+        except httpx.TransportError as error:
+            raise TreadUnreachable(f"{what}: cannot reach {self.http.base_url}: "
+                                   f"{type(error).__name__}") from None
+        self._check(what, response)
+        return api_message(response.content)
+
+    async def account_ids(self) -> dict[str, str]:
+        """Account name -> id, from ``GET /api/accounts/``."""
+        return {str(item["name"]): str(item["id"]) for item in await self.accounts()
+                if isinstance(item.get("name"), str) and isinstance(item.get("id"), str)}
 
     async def accounts(self) -> list[dict[str, Any]]:
         """``GET /api/accounts/``: the user's accounts (``api_key`` is dropped on arrival)."""

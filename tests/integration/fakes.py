@@ -37,6 +37,8 @@ class FakeTread:
         self.live: Any = {}
         self.accounts: Any = []
         self.override: Reply | None = None  # answer every request with this
+        self.leverage_replies: list[Reply] = []  # answers to set_leverage, in order, then 200
+        self.leverage_calls: list[Any] = []
         self.delay = 0.0
         self.stamp_now = True  # cached data is "taken" at each request, as the real cache refreshes
         self.requests: list[Seen] = []
@@ -75,6 +77,12 @@ class FakeTread:
             for balance in cached.get("balances", []):
                 if isinstance(balance, dict) and "timestamp_millis" in balance:
                     balance["timestamp_millis"] = int(time.time() * 1000)
+        if request.path == "/api/set_leverage/" and request.method == "POST":
+            with self.lock:
+                self.leverage_calls.append(request.json())
+                if self.leverage_replies:
+                    return self.leverage_replies.pop(0)
+            return Reply.json({"message": "Leverage changed successfully."})
         if request.path in routes:
             body = routes[request.path]
             return Reply(200, body if isinstance(body, bytes) else json.dumps(body).encode(),

@@ -1,0 +1,149 @@
+"""Leverage actions (SPEC §6): decide purely, then call ``POST /api/set_leverage/`` with care.
+
+:func:`plan` decides, for the alerts that reached their rule's ``action.at`` level in
+this firing, what to do: call the API, report a dry run, or skip (and why). It only
+ever lowers leverage, acts at most once per firing, never while silenced, never past
+the hourly cap, and never outside ``enforce``. :func:`execute` makes the call, retrying
+5xx and network errors a few times; a 400 or 422 is a failed action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from riskwatch.alerts import RANK, Alert, State
+from riskwatch.errors import TreadClientError, TreadError
+from riskwatch.rules import Action
+from riskwatch.silences import Silence, silenced
+from riskwatch.snapshot import Snapshot
+
+Mode = Literal["off", "dry-run", "enforce"]
+Outcome = Literal["call", "acted", "dry-run", "skipped", "failed"]
+RETRIES = 3
+COUNTED = frozenset({"acted", "dry-run", "failed"})  # decisions that use up the hourly cap
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One leverage decision, as the audit log records it."""
+
+    at: datetime
+    rule: str
+    account: str
+    exchange: str
+    pair: str
+    from_leverage: Decimal | None
+    to_leverage: Decimal
+    mode: Mode
+    outcome: Outcome
+    detail: str = ""
+    account_id: str | None = None
+
+    def summary(self) -> str:
+        """One line for Slack and the log: what was done or why not."""
+        lower = (f"{self.pair} on {self.account} from {_x(self.from_leverage)} "
+                 f"to {_x(self.to_leverage)}")
+        if self.outcome == "acted":
+            return f"lowered {lower}"
+        if self.outcome == "dry-run":
+            return f"would lower {lower} (dry run: RISKWATCH_ACTIONS=dry-run)"
+        if self.outcome == "failed":
+            return f"failed to lower {lower}: {self.detail}"
+        return f"no leverage action: {self.detail}"
+
+
+def _x(value: Decimal | None) -> str:
+    return "unknown" if value is None else f"{value.normalize():f}x"
+
+
+def leverage_text(value: Decimal) -> str:
+    """Leverage as the API takes it: ``"5"``, ``"2.5"``."""
+    return f"{value.normalize():f}"
+
+
+def due(alert: Alert, action: Action) -> bool:
+    """Has this firing reached the action's level without a decision yet?"""
+    return (alert.state is State.FIRING and not alert.action
+            and RANK[alert.severity] >= RANK[action.at])
+
+
+def plan(
+    alerts: Iterable[Alert], actions: Mapping[str, Action], snapshot: Snapshot | None,
+    mode: Mode, silences: Sequence[Silence], used_this_hour: int, limit: int, now: datetime,
+) -> list[Decision]:
+    """Decide every due action. ``used_this_hour`` counts earlier calls and dry runs."""
+    decisions: list[Decision] = []
+    used = used_this_hour
+    for alert in alerts:
+        action = actions.get(alert.key.rule)
+        if action is None or not due(alert, action):
+            continue
+        decision = _decide(alert, action, snapshot, mode, silences, used >= limit, now)
+        if decision.outcome in {"call", "dry-run"}:
+            used += 1
+        decisions.append(decision)
+    return decisions
+
+
+def _decide(alert: Alert, action: Action, snapshot: Snapshot | None, mode: Mode,
+            silences: Sequence[Silence], capped: bool, now: datetime) -> Decision:
+    account = snapshot.account(alert.key.account) if snapshot else None
+    row = None if account is None else next(
+        (a for a in account.assets if a.symbol == alert.key.symbol
+         and a.asset_type == "position"), None)
+    current = None if row is None else row.leverage
+    base = Decision(now, alert.key.rule, alert.key.account, alert.exchange, alert.key.symbol,
+                    current, action.set_leverage, mode, "skipped",
+                    account_id=account.id if account else None)
+    reason = _reason_to_skip(alert, mode, silences, capped, current, action.set_leverage, now)
+    if reason:
+        return replace(base, detail=reason)
+    return replace(base, outcome="dry-run" if mode == "dry-run" else "call")
+
+
+def _reason_to_skip(alert: Alert, mode: Mode, silences: Sequence[Silence], capped: bool,
+                    current: Decimal | None, target: Decimal, now: datetime) -> str:
+    if mode == "off":
+        return "actions are off (RISKWATCH_ACTIONS=off)"
+    if silenced(alert.key, silences, now):
+        return "the alert is silenced"
+    if current is None:
+        return "the current leverage is unknown"
+    if target >= current:
+        return f"target {_x(target)} is not below the current {_x(current)}"
+    if capped:
+        return "the hourly limit of actions is reached (RISKWATCH_MAX_ACTIONS_PER_HOUR)"
+    return ""
+
+
+class LeverageApi(Protocol):
+    """What :func:`execute` needs of the Tread.fi client."""
+
+    async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
+        """Call ``POST /api/set_leverage/``; return the API's message."""
+
+
+async def execute(decision: Decision, api: LeverageApi, backoff: float = 0.5) -> Decision:
+    """Make the call of a ``call`` decision; return it as ``acted`` or ``failed``."""
+    if decision.account_id is None:
+        return replace(decision, outcome="failed", detail="no account id for this account")
+    last_error = ""
+    for attempt in range(RETRIES + 1):
+        try:
+            answer = await api.set_leverage(leverage_text(decision.to_leverage), decision.pair,
+                                            [decision.account_id])
+        except TreadClientError as error:  # 400, 422: the API said no; not retried
+            return replace(decision, outcome="failed", detail=str(error))
+        except TreadError as error:
+            last_error = str(error)
+            if not error.retryable or attempt == RETRIES:
+                break
+            await asyncio.sleep(backoff * 2 ** attempt)
+            continue
+        return replace(decision, outcome="acted", detail=answer)
+    return replace(decision, outcome="failed", detail=last_error)

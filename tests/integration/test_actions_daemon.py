@@ -1,0 +1,186 @@
+"""Leverage actions through the daemon against a loopback fake Tread.fi and Slack (SPEC §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from riskwatch import logs
+from riskwatch.daemon import Daemon
+from riskwatch.loopback import Reply
+from riskwatch.silences import Silence
+from riskwatch.store import SqliteStore
+from tests.helpers import T0
+from tests.integration.fakes import FakeSlack, FakeTread
+from tests.integration.scenario import close_daemon, make_daemon, settings_for
+from tests.integration.test_cli import riskwatch
+
+ACCOUNT_ID = "2fd72fdc-e010-400f-886c-2e45fa0104c4"
+LEVER_RULES = """
+rules:
+  - name: lev-cap
+    scope: position
+    metric: leverage
+    levels: {warning: 10, critical: 20}
+    action: {set_leverage: 5, at: critical}
+"""
+
+
+def _cached(leverages: dict[str, str], account: str = "desk-1") -> dict[str, Any]:
+    assets = [{"symbol": symbol, "amount": "1", "margin_balance": "1000",
+               "unrealized_profit": "0", "notional": "100", "wallet_type": "unified",
+               "asset_type": "position", "funding_fee": None, "borrowed": None,
+               "initial_margin": "5", "maint_margin": "1", "leverage": lev, "margin_mode": None}
+              for symbol, lev in leverages.items()]
+    return {"balances": [{"exchange_name": "Bybit", "account_name": account, "user_id": 1,
+                          "account_id": ACCOUNT_ID, "username": "t", "equity": "1000",
+                          "equities": [], "transfers": [], "vcefi_enabled": False,
+                          "timestamp_millis": 0, "assets": assets}], "errors": []}
+
+
+def _live(leverages: dict[str, str]) -> dict[str, Any]:
+    return {"desk-1": {"exchange": "Bybit", "assets": [
+        {"symbol": symbol, "size": 1, "notional": 100, "market_type": "perp",
+         "asset_type": "position", "unrealized_profit": 0, "initial_margin": 5,
+         "maint_margin": 1, "margin_balance": 1000, "leverage": float(lev),
+         "notional_pct_total": 0.5} for symbol, lev in leverages.items()]}}
+
+
+async def _run(daemon: Daemon, seconds: float) -> None:
+    task = asyncio.create_task(daemon.run())
+    await asyncio.sleep(seconds)
+    daemon.stop_event.set()
+    await asyncio.wait_for(task, timeout=15)
+    await close_daemon(daemon)
+
+
+def _daemon(tread: FakeTread, slack: FakeSlack, tmp_path: Path, **extra: Any) -> Daemon:
+    return make_daemon(settings_for(tread, slack, tmp_path, rules=LEVER_RULES, **extra))
+
+
+def test_dry_run_says_what_it_would_do_and_calls_nothing(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """The default dry-run: a Slack line and a log line, no API call."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    stream = io.StringIO()
+    logs.configure("info", "json", [], stream=stream)
+    try:
+        asyncio.run(_run(_daemon(tread, slack, tmp_path), 2.5))
+    finally:
+        structlog.reset_defaults()
+    assert tread.leverage_calls == []
+    [post] = slack.posts()
+    assert "would lower SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
+    assert "would lower SOL:PERP-USDT on desk-1 from 25x to 5x" in stream.getvalue()
+
+
+def test_enforce_calls_once_per_firing_with_the_exact_body(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """enforce: one POST per firing, body as SPEC says, outcome in the Slack message."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 3.5))
+    assert tread.leverage_calls == [
+        {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": [ACCOUNT_ID]}]
+    [post] = slack.posts()
+    assert "lowered SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
+
+
+def test_enforce_on_live_source_finds_the_account_id_by_name(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """With the live source, the account id comes from GET /api/accounts/."""
+    tread.live = _live({"SOL:PERP-USDT": "25"})
+    tread.accounts = [{"id": "acc-uuid-live", "name": "desk-1", "exchange": "Bybit",
+                       "api_key": "secret-exchange-key"}]
+    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce", source="live"), 2.5))
+    assert tread.leverage_calls == [
+        {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": ["acc-uuid-live"]}]
+    assert "secret-exchange-key" not in json.dumps([c.body for c in slack.attempts])
+
+
+def test_never_raises_leverage(tread: FakeTread, slack: FakeSlack, tmp_path: Path) -> None:
+    """A position already at or below the target is skipped, with the reason in the audit."""
+    rules = LEVER_RULES.replace("set_leverage: 5", "set_leverage: 30")
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    daemon = make_daemon(settings_for(tread, slack, tmp_path, rules=rules, actions="enforce"))
+    asyncio.run(_run(daemon, 2.5))
+    assert tread.leverage_calls == []
+    store = SqliteStore(tmp_path / "state.db")
+    [decision] = store.actions()
+    assert decision.outcome == "skipped" and "not below the current 25x" in decision.detail
+
+
+def test_422_fails_without_retry_and_5xx_retries_three_times(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """A 422 is a failed action with the API's message; 5xx is retried at most three times."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25", "ETH:PERP-USDT": "30"}))
+    tread.leverage_replies = [Reply.json({"message": "Failed to set leverage"}, 422)] + [
+        Reply.json({"message": "Something went wrong..."}, 500)] * 4
+    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 6))
+    assert len(tread.leverage_calls) == 5  # one 422, then 1 + 3 retries of 500
+    [post] = slack.posts()
+    assert "Failed to set leverage" in post.body["text"]
+    store = SqliteStore(tmp_path / "state.db")
+    assert [d.outcome for d in store.actions()] == ["failed", "failed"]
+
+
+def test_hourly_cap_stops_actions_and_raises_one_critical_alert(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """With a cap of 2, the third position is skipped and action-limit fires once."""
+    tread.set_cached(_cached({"A:PERP-USDT": "25", "B:PERP-USDT": "25", "C:PERP-USDT": "25"}))
+    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce",
+                             max_actions_per_hour=2), 3.5))
+    assert len(tread.leverage_calls) == 2
+    texts = "\n".join(p.body["text"] for p in slack.posts())
+    assert texts.count("`action-limit`") == 1 and "FIRING · CRITICAL" in texts
+    store = SqliteStore(tmp_path / "state.db")
+    assert [d.outcome for d in store.actions()] == ["acted", "acted", "skipped"]
+
+
+def test_silenced_or_off_never_acts(tread: FakeTread, slack: FakeSlack, tmp_path: Path) -> None:
+    """A silenced alert never acts; RISKWATCH_ACTIONS=off never acts."""
+    from datetime import UTC, datetime, timedelta
+
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    store = SqliteStore(tmp_path / "state.db")
+    now = datetime.now(UTC)
+    store.add_silence(Silence("s1", "lev-*", None, None, now, now + timedelta(hours=1), "x",
+                              now))
+    store.close()
+    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 2.5))
+    off_dir = tmp_path / "off"
+    off_dir.mkdir()
+    asyncio.run(_run(_daemon(tread, slack, off_dir, actions="off"), 2.5))
+    assert tread.leverage_calls == []
+    reasons = [d.detail for d in SqliteStore(tmp_path / "state.db").actions()]
+    reasons += [d.detail for d in SqliteStore(off_dir / "state.db").actions()]
+    assert reasons == ["the alert is silenced", "actions are off (RISKWATCH_ACTIONS=off)"]
+
+
+def test_actions_command_lists_every_decision(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """`riskwatch actions --format json` lists time, account, exchange, pair, leverages,
+    mode, outcome and the API's answer."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 2.5))
+    result = riskwatch("actions", "--format", "json",
+                       env={"RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db"})
+    [row] = json.loads(result.stdout)
+    assert {k: row[k] for k in ("account", "exchange", "pair", "from_leverage", "to_leverage",
+                                "mode", "outcome", "answer")} == {
+        "account": "desk-1", "exchange": "Bybit", "pair": "SOL:PERP-USDT",
+        "from_leverage": "25", "to_leverage": "5", "mode": "enforce", "outcome": "acted",
+        "answer": "Leverage changed successfully."}
+    assert row["time"] > T0.isoformat()
+    table = riskwatch("actions", env={"RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db"})
+    assert "SOL:PERP-USDT" in table.stdout and "acted" in table.stdout
