@@ -13,7 +13,7 @@ from riskwatch.notify.outbox import Router
 from riskwatch.notify.sinks import Sink, SlackWebhookSink, SlackWebSink, TerminalSink
 from riskwatch.rules import load_rules
 from riskwatch.settings import Settings
-from riskwatch.store import SqliteStore, open_store
+from riskwatch.store import Store, open_store
 from riskwatch.tread import TreadClient, make_http_client
 
 
@@ -64,6 +64,6 @@ def open_client(settings: Settings) -> TreadClient:
                                         timeout=api_timeout(settings)))
 
 
-def open_state(settings: Settings) -> SqliteStore:
+def open_state(settings: Settings) -> Store:
     """The state store named by RISKWATCH_STATE."""
     return open_store(settings.state)

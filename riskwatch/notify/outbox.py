@@ -20,8 +20,9 @@ import structlog
 from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind
 from riskwatch.notify import text
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
-from riskwatch.store import NewMessage, OutboxRow, SqliteStore
+from riskwatch.store import NewMessage, OutboxRow, Store
 from riskwatch.store.codec import notice_from_dict, notice_to_dict
+from riskwatch.telemetry import Telemetry
 
 log = structlog.get_logger("riskwatch.notify")
 
@@ -114,9 +115,12 @@ def backoff(attempts: int) -> timedelta:
 class Deliverer:
     """Sends what waits in the outbox; wakes when a poll adds messages."""
 
-    def __init__(self, store: SqliteStore, router: Router,
-                 clock: Callable[[], datetime], mask: Callable[[str], str] = str) -> None:
+    def __init__(self, store: Store, router: Router,
+                 clock: Callable[[], datetime], mask: Callable[[str], str] = str,
+                 telemetry: Telemetry | None = None) -> None:
         self.store = store
+        self.telemetry = telemetry or Telemetry()
+        self.active = True  # a standby replica keeps its hands off the outbox
         self.mask = mask  # the last guard: no secret leaves in a message
         self.router = router
         self.clock = clock
@@ -140,6 +144,8 @@ class Deliverer:
     async def deliver_due(self) -> float | None:
         """Send every message that is due; return seconds until the next one (None: none)."""
         while True:
+            if not self.active:
+                return None
             now = self.clock()
             waits: list[float] = []
             progressed = False
@@ -209,6 +215,9 @@ class Deliverer:
         if result.ok:
             self.store.delivered(row, result.channel, result.ts, now)
             self.sent += 1
+            self.telemetry.notifications.labels("sent").inc()
+            if self.permanent_error and self.permanent_error.startswith(f"{row.destination}:"):
+                self.permanent_error = None  # that destination works again
             log.debug("delivered", destination=row.destination, message=row.id)
             return
         error = result.error or "unknown error"
@@ -216,10 +225,12 @@ class Deliverer:
             wait = (timedelta(seconds=result.retry_after) if result.retry_after is not None
                     else backoff(row.attempts))
             self.store.retry_later(row, now + wait, error)
+            self.telemetry.notifications.labels("retry").inc()
             log.warning("delivery failed, will retry", destination=row.destination,
                         error=error, retry_in=wait.total_seconds(), attempts=row.attempts + 1)
             return
         self.permanent_error = f"{row.destination}: {error}"
         self.store.refused(row, error)
+        self.telemetry.notifications.labels("failed").inc()
         log.error("delivery refused permanently; message kept as failed",
                   destination=row.destination, error=error, message=row.id)

@@ -8,16 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from riskwatch.errors import SettingsError
-from riskwatch.store.sqlite import NewMessage, OutboxRow, SlackMessage, SqliteStore
+from riskwatch.store.base import NewMessage, OutboxRow, SlackMessage, Store
+from riskwatch.store.sqlite import SqliteStore
 
-__all__ = ["NewMessage", "OutboxRow", "SlackMessage", "SqliteStore", "open_store"]
+__all__ = ["NewMessage", "OutboxRow", "SlackMessage", "SqliteStore", "Store", "open_store"]
 
 
-def open_store(url: str) -> SqliteStore:
+def open_store(url: str) -> Store:
     """Open the store named by ``RISKWATCH_STATE``."""
     if url.startswith("sqlite:///"):
         return SqliteStore(Path(url.removeprefix("sqlite:///")))
     if url.startswith(("postgresql://", "postgres://")):
-        raise SettingsError("RISKWATCH_STATE: the PostgreSQL store is not available in this "
-                            "version; use sqlite:///path")
+        from riskwatch.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     raise SettingsError("RISKWATCH_STATE: expected sqlite:///path or postgresql://...")

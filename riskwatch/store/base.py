@@ -1,0 +1,217 @@
+"""What every state store does, in SQL both SQLite and PostgreSQL speak.
+
+An engine (``sqlite.py``, ``postgres.py``) supplies the connection, its schema, how to
+run a query and a transaction, and how to take the lead; every query lives here once.
+Placeholders are written ``?``; an engine may rewrite them.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from riskwatch.actions import Decision
+from riskwatch.alerts import Alert, AlertKey
+from riskwatch.silences import Silence
+from riskwatch.store.codec import alert_from_dict, alert_to_dict
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message waiting for (or refused by) its destination."""
+
+    seq: int
+    id: str
+    destination: str
+    created_at: datetime
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """A message Slack accepted through the Web API: where it is and which alerts it showed."""
+
+    id: str
+    channel: str
+    ts: str
+    keys: tuple[AlertKey, ...]
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to put in the outbox."""
+
+    id: str
+    destination: str
+    payload: dict[str, Any]
+
+
+class Store(ABC):
+    """State that a restart must not forget, shared by replicas where the engine allows."""
+
+    description = "state store"
+
+    @abstractmethod
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a read; raise StoreError on failure."""
+
+    @abstractmethod
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        """Run writes in one transaction; raise StoreError on failure."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close connections (and give up the lead)."""
+
+    @abstractmethod
+    def try_lead(self) -> bool:
+        """Be (or stay) the one process that polls, notifies and acts; True if so."""
+
+    @abstractmethod
+    def release_lead(self) -> None:
+        """Give up the lead (at a clean stop), so a standby takes over at once."""
+
+    # ------------------------------------------------------------------ alerts
+
+    def load_alerts(self) -> dict[AlertKey, Alert]:
+        """Every stored alert."""
+        rows = self._query("SELECT data FROM alerts")
+        alerts = (alert_from_dict(json.loads(data)) for (data,) in rows)
+        return {alert.key: alert for alert in alerts}
+
+    def save_poll(
+        self, changed: Mapping[AlertKey, Alert], dropped: Iterable[AlertKey],
+        messages: Iterable[NewMessage], now: datetime,
+    ) -> None:
+        """Store one poll's alert changes and its outgoing messages atomically."""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("DELETE FROM alerts WHERE rule=? AND account=? AND symbol=?", tuple(key))
+            for key in dropped
+        ]
+        statements += [
+            ("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
+             "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
+             "data = excluded.data",
+             (*key, alert.state.value, json.dumps(alert_to_dict(alert))))
+            for key, alert in changed.items()
+        ]
+        statements += [
+            ("INSERT INTO outbox (id, destination, created_at, payload) VALUES (?, ?, ?, ?)",
+             (message.id, message.destination, now.isoformat(), json.dumps(message.payload)))
+            for message in messages
+        ]
+        if statements:
+            self._write(statements)
+
+    # ------------------------------------------------------------------ outbox
+
+    def outbox(self, status: str = "pending") -> list[OutboxRow]:
+        """Messages with ``status``, oldest first."""
+        rows = self._query(
+            "SELECT seq, id, destination, created_at, payload, status, attempts, "
+            "next_attempt_at, last_error FROM outbox WHERE status=? ORDER BY seq", (status,)
+        )
+        return [
+            OutboxRow(seq, id_, destination, datetime.fromisoformat(created), json.loads(payload),
+                      state, attempts, datetime.fromisoformat(due) if due else None, error)
+            for seq, id_, destination, created, payload, state, attempts, due, error in rows
+        ]
+
+    def delivered(self, row: OutboxRow, channel: str | None, ts: str | None,
+                  now: datetime) -> None:
+        """Slack accepted ``row``: remove it, and remember where it landed for threads."""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("DELETE FROM outbox WHERE seq=?", (row.seq,)),
+        ]
+        if channel and ts:
+            keys = [[n["alert"]["rule"], n["alert"]["account"], n["alert"]["symbol"]]
+                    for n in row.payload.get("notices", [])]
+            statements.append((
+                "INSERT INTO slack_messages (id, destination, channel, ts, sent_at, keys) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (row.id, row.destination, channel, ts, now.isoformat(), json.dumps(keys))))
+        self._write(statements)
+
+    def retry_later(self, row: OutboxRow, due: datetime, error: str) -> None:
+        """Keep ``row`` and try again at ``due``."""
+        self._write([("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? "
+                      "WHERE seq=?", (due.isoformat(), error, row.seq))])
+
+    def refused(self, row: OutboxRow, error: str) -> None:
+        """Slack refused ``row`` for good: keep it, marked failed, for the operator to see."""
+        self._write([("UPDATE outbox SET attempts=attempts+1, status='failed', last_error=? "
+                      "WHERE seq=?", (error, row.seq))])
+
+    def slack_message(self, message_id: str) -> SlackMessage | None:
+        """Where an earlier outbox message landed, if it was posted through the Web API."""
+        rows = self._query("SELECT channel, ts, keys FROM slack_messages WHERE id=?",
+                           (message_id,))
+        if not rows:
+            return None
+        found = rows[0]
+        keys = tuple(AlertKey(*key) for key in json.loads(found[2]))
+        return SlackMessage(message_id, found[0], found[1], keys)
+
+    # ------------------------------------------------------------------ actions
+
+    def record_actions(self, decisions: Iterable[Decision]) -> None:
+        """Append leverage decisions to the audit log."""
+        self._write([
+            ("INSERT INTO actions (at, rule, account, exchange, pair, from_leverage, "
+             "to_leverage, mode, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             (d.at.isoformat(), d.rule, d.account, d.exchange, d.pair,
+              None if d.from_leverage is None else str(d.from_leverage), str(d.to_leverage),
+              d.mode, d.outcome, d.detail))
+            for d in decisions
+        ])
+
+    def actions(self, since: datetime | None = None) -> list[Decision]:
+        """The audit log, oldest first (from ``since`` on, when given)."""
+        rows = self._query(
+            "SELECT at, rule, account, exchange, pair, from_leverage, to_leverage, mode, "
+            "outcome, detail FROM actions WHERE at >= ? ORDER BY seq",
+            (since.isoformat() if since else "",))
+        return [Decision(datetime.fromisoformat(at), rule, account, exchange, pair,
+                         None if old is None else Decimal(old), Decimal(new), mode, outcome,
+                         detail)
+                for at, rule, account, exchange, pair, old, new, mode, outcome, detail in rows]
+
+    # ------------------------------------------------------------------ silences
+
+    def add_silence(self, silence: Silence) -> None:
+        """Store a new silence."""
+        self._write([("INSERT INTO silences (id, rule, account, symbol, starts_at, ends_at, "
+                      "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (silence.id, silence.rule, silence.account, silence.symbol,
+                       silence.starts_at.isoformat(), silence.ends_at.isoformat(),
+                       silence.reason, silence.created_at.isoformat()))])
+
+    def silences(self) -> list[Silence]:
+        """Every stored silence, newest first (expired ones included)."""
+        rows = self._query("SELECT id, rule, account, symbol, starts_at, ends_at, reason, "
+                                "created_at FROM silences ORDER BY created_at DESC")
+        return [Silence(id_, rule, account, symbol, datetime.fromisoformat(starts),
+                        datetime.fromisoformat(ends), reason, datetime.fromisoformat(created))
+                for id_, rule, account, symbol, starts, ends, reason, created in rows]
+
+    def remove_silence(self, silence_id: str) -> bool:
+        """Delete a silence; False when no silence has that id."""
+        if not self._query("SELECT 1 FROM silences WHERE id=?", (silence_id,)):
+            return False
+        self._write([("DELETE FROM silences WHERE id=?", (silence_id,))])
+        return True
+
+    def alert(self, key: AlertKey) -> Alert | None:
+        """One stored alert."""
+        rows = self._query("SELECT data FROM alerts WHERE rule=? AND account=? AND symbol=?",
+                           tuple(key))
+        return alert_from_dict(json.loads(rows[0][0])) if rows else None

@@ -1,0 +1,151 @@
+"""The PostgreSQL engine: state shared by replicas, one leader through an advisory lock.
+
+The leader holds ``pg_try_advisory_lock`` on a connection of its own; if the leader
+dies its connection closes and PostgreSQL frees the lock, so a standby's next attempt
+(every poll interval) takes it. The schema carries its version and upgrades itself,
+under a transaction-scoped advisory lock so two replicas never migrate at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+
+from riskwatch.errors import StoreError
+from riskwatch.store.base import Store
+
+LOCK_NAME = "riskwatch:leader"
+MIGRATION_LOCK = "riskwatch:migrate"
+
+SCHEMA: list[str] = [
+    # version 1
+    """
+    CREATE TABLE alerts (
+        rule TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL,
+        state TEXT NOT NULL, data TEXT NOT NULL,
+        PRIMARY KEY (rule, account, symbol)
+    );
+    CREATE TABLE outbox (
+        seq BIGSERIAL PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        destination TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (status, destination, seq);
+    CREATE TABLE slack_messages (
+        id TEXT PRIMARY KEY, destination TEXT NOT NULL, channel TEXT NOT NULL,
+        ts TEXT NOT NULL, sent_at TEXT NOT NULL, keys TEXT NOT NULL
+    );
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY, rule TEXT NOT NULL, account TEXT, symbol TEXT,
+        starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE actions (
+        seq BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, rule TEXT NOT NULL,
+        account TEXT NOT NULL, exchange TEXT NOT NULL, pair TEXT NOT NULL,
+        from_leverage TEXT, to_leverage TEXT NOT NULL, mode TEXT NOT NULL,
+        outcome TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE INDEX actions_at ON actions (at);
+    """,
+]
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+class PostgresStore(Store):
+    """State in PostgreSQL (``RISKWATCH_STATE=postgresql://...``), shared by replicas."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.description = _redact(url)
+        self._lock_conn: psycopg.Connection[Any] | None = None
+        try:
+            self._db = self._connect()
+            self._migrate()
+        except psycopg.Error as error:
+            raise StoreError(f"RISKWATCH_STATE: cannot use {self.description}: "
+                             f"{_first_line(error)}") from None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+
+    def _migrate(self) -> None:
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (MIGRATION_LOCK,))
+            self._db.execute("CREATE TABLE IF NOT EXISTS riskwatch_schema (version INTEGER)")
+            row = self._db.execute("SELECT max(version) FROM riskwatch_schema").fetchone()
+            version = row[0] if row and row[0] is not None else 0
+            for number, script in enumerate(SCHEMA[version:], start=version + 1):
+                self._db.execute(script)
+                self._db.execute("INSERT INTO riskwatch_schema (version) VALUES (%s)", (number,))
+
+    def close(self) -> None:
+        """Close both connections (which frees the lead)."""
+        self.release_lead()
+        with contextlib.suppress(psycopg.Error):
+            self._db.close()
+
+    def _fail(self, error: psycopg.Error) -> StoreError:
+        if self._db.broken or self._db.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._db = self._connect()
+        return StoreError(f"state store {self.description}: {_first_line(error)}")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(_PLACEHOLDER.sub("%s", sql), args).fetchall()
+        except psycopg.Error as error:
+            raise self._fail(error) from None
+
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        try:
+            with self._db.transaction():
+                for sql, args in statements:
+                    self._db.execute(_PLACEHOLDER.sub("%s", sql), args)
+        except psycopg.Error as error:
+            raise self._fail(error) from None
+
+    def try_lead(self) -> bool:
+        """Hold the session advisory lock; False while another replica holds it."""
+        try:
+            if self._lock_conn is not None and not self._lock_conn.closed:
+                self._lock_conn.execute("SELECT 1")  # still connected, so still holding it
+                return True
+            self._lock_conn = self._connect()
+            row = self._lock_conn.execute(
+                "SELECT pg_try_advisory_lock(hashtext(%s || current_schema()))",
+                                          (LOCK_NAME,)).fetchone()
+        except psycopg.Error:
+            self.release_lead()
+            return False
+        if row is None or not row[0]:
+            self.release_lead()
+            return False
+        return True
+
+    def release_lead(self) -> None:
+        """Close the lock connection: PostgreSQL frees the lock at once."""
+        if self._lock_conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._lock_conn.close()
+            self._lock_conn = None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
