@@ -119,6 +119,7 @@ class Daemon:
         leading = self.store.try_lead()
         if leading and not self.leader:
             self.alerts = self.store.load_alerts()
+            self.started_at = self.clock()  # source-down counts from the start of our lead
             log.info("leading: this process polls, notifies and acts",
                      alerts=len(self.alerts))
         elif self.leader and not leading:

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
         if value == "off":
             return value
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError("expected host:port (e.g. 127.0.0.1:9464) or off")
         return value
 
