@@ -134,7 +134,7 @@ def test_healthz_fails_when_the_loop_stalls(
 
         prober = threading.Thread(target=probe_later)
         prober.start()
-        time.sleep(4)  # block the event loop: the scheduler cannot tick
+        time.sleep(4)  # noqa: ASYNC251 - blocking the event loop is the point: no tick can run
         prober.join()
         return fine, seen[0]
 
