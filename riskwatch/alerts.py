@@ -106,7 +106,7 @@ class Alert:
     threshold: Decimal | None
     since: datetime  # when the current state began
     firing_since: datetime | None = None
-    last_breach_at: datetime | None = None
+    cleared_at: datetime | None = None  # first safe value seen while firing (keep_firing_for)
     last_notified_at: datetime | None = None
     description: str = ""
     runbook: str | None = None
@@ -161,16 +161,31 @@ def step(
         pending = Alert(
             key=seen.key, state=State.PENDING, severity=severity, exchange=seen.exchange,
             metric=policy.metric, value=seen.value, threshold=threshold, since=now,
-            last_breach_at=now, description=policy.description, runbook=policy.runbook,
+            description=policy.description, runbook=policy.runbook,
             detail=seen.detail, when=policy.when,
         )
         return _maybe_fire(policy, pending, now)
+    if _unchanged(policy, current, seen, severity, now):
+        return current, None  # the common case at scale: nothing to write, nothing to say
     updated = replace(current, severity=severity, value=seen.value, threshold=threshold,
-                      last_breach_at=now, exchange=seen.exchange, detail=seen.detail,
+                      cleared_at=None, exchange=seen.exchange, detail=seen.detail,
                       description=policy.description, runbook=policy.runbook)
     if current.state is State.PENDING:
         return _maybe_fire(policy, updated, now)
     return _firing_update(policy, current, updated, now)
+
+
+def _unchanged(policy: Policy, current: Alert, seen: Observation, severity: Severity,
+               now: datetime) -> bool:
+    """A firing alert seeing the same value at the same severity, with no reminder due."""
+    return (current.state is State.FIRING and severity == current.severity
+            and seen.value == current.value and current.cleared_at is None
+            and seen.detail == current.detail and not _reminder_due(policy, current, now))
+
+
+def _reminder_due(policy: Policy, current: Alert, now: datetime) -> bool:
+    last = current.last_notified_at or current.since
+    return policy.repeat > timedelta(0) and now - last >= policy.repeat
 
 
 def _maybe_fire(policy: Policy, pending: Alert, now: datetime) -> tuple[Alert, Notice | None]:
@@ -189,8 +204,7 @@ def _firing_update(
         changed = replace(updated, last_notified_at=now)
         kind = NoticeKind.ESCALATED if up else NoticeKind.DEESCALATED
         return changed, Notice(kind, changed, current.severity, policy.channel)
-    last = current.last_notified_at or current.since
-    if policy.repeat > timedelta(0) and now - last >= policy.repeat:
+    if _reminder_due(policy, current, now):
         reminded = replace(updated, last_notified_at=now)
         return reminded, Notice(NoticeKind.REMINDER, reminded, channel=policy.channel)
     return updated, None
@@ -204,9 +218,9 @@ def _safe(
         return previous, None
     if current.state is State.PENDING:
         return None, None  # never fired: it simply goes back to inactive
-    last_breach = current.last_breach_at or current.since
-    if now - last_breach < policy.keep_firing_for:
-        return replace(current, value=seen.value), None
+    cleared_at = current.cleared_at or now
+    if now - cleared_at < policy.keep_firing_for:
+        return replace(current, value=seen.value, cleared_at=cleared_at), None
     return _clear(policy, replace(current, value=seen.value), now, detail="")
 
 

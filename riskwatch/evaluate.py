@@ -69,6 +69,16 @@ class CompiledRule:
             return False
         return _fits(self.symbol, asset.symbol) and _fits(self.market_type, asset.market_type)
 
+    @property
+    def filters_rows(self) -> bool:
+        """Does the rule have symbol or market-type globs (else every row of its scope fits)?"""
+        return self.symbol is not None or self.market_type is not None
+
+    def safe_without_alert(self, value: Decimal) -> bool:
+        """On the safe side of the lowest level: with no alert held, nothing can happen."""
+        lowest = self.policy.levels[0][1]
+        return value < lowest if self.policy.when == "above" else value > lowest
+
 
 def compile_rules(rules: Iterable[Rule]) -> list[CompiledRule]:
     """Compile every rule once per load, not once per poll."""
@@ -92,23 +102,47 @@ class Evaluation:
     skipped: list[Skip] = field(default_factory=list)
 
 
+Row = tuple[Asset, str]  # an asset and the symbol its alerts are keyed by
+
+
+def labelled_rows(account: Account) -> tuple[list[Row], list[Row]]:
+    """Every row and the position rows, each with its alert symbol.
+
+    A symbol held in two market types (USDT in spot and in perp) is told apart as
+    ``USDT (perp)`` from its second row on.
+    """
+    seen: set[str] = set()
+    rows: list[Row] = []
+    for asset in account.assets:
+        label = asset.symbol if asset.symbol not in seen else (
+            f"{asset.symbol} ({asset.market_type})")
+        seen.add(asset.symbol)
+        rows.append((asset, label))
+    return rows, [row for row in rows if row[0].asset_type == "position"]
+
+
 def evaluate(
     rules: Sequence[CompiledRule], snapshot: Snapshot, alerts: Mapping[AlertKey, Alert],
     now: datetime,
 ) -> Evaluation:
     """Evaluate every rule on every account of the snapshot.
 
-    Active alerts whose row is no longer in a complete, fresh account (a closed position,
-    or a row the rule no longer matches) are observed as gone, so they resolve.
+    Only rows that matter become observations: a breach, or a row that has an alert.
+    A safe row without an alert would step from nothing to nothing, so it is skipped at
+    the cost of one comparison (tests/unit/test_fast_path.py checks this equals the
+    plain evaluation of every row). Active alerts whose row is no longer in a complete,
+    fresh account (a closed position, or a row the rule no longer matches) are observed
+    as gone, so they resolve.
     """
     result = Evaluation()
-    seen: set[AlertKey] = set()
+    seen: set[tuple[str, str, str]] = set()  # keys of existing alerts met in this snapshot
     fresh_accounts = {account.name: account for account in snapshot.accounts}
     for account in snapshot.accounts:
         figures = AccountFigures.of(account)
+        rows = labelled_rows(account)
         for compiled in rules:
             if compiled.fits_account(account):
-                _observe(compiled, figures, now, result, seen)
+                _observe(compiled, figures, rows, now, alerts, result, seen)
     by_name = {compiled.rule.name: compiled.policy for compiled in rules}
     for key, alert in alerts.items():
         policy = by_name.get(key.rule)
@@ -123,36 +157,42 @@ def evaluate(
 
 
 def _observe(
-    compiled: CompiledRule, figures: AccountFigures, now: datetime, result: Evaluation,
-    seen: set[AlertKey],
+    compiled: CompiledRule, figures: AccountFigures, rows: tuple[list[Row], list[Row]],
+    now: datetime, alerts: Mapping[AlertKey, Alert], result: Evaluation,
+    seen: set[tuple[str, str, str]],
 ) -> None:
     account = figures.account
     name = compiled.rule.name
     if compiled.account_metric is not None:
-        key = AlertKey(name, account.name)
         value = compiled.account_metric(figures, now)
-        _record(compiled.policy, key, account.exchange, value, result, seen)
+        _record(compiled, (name, account.name, ""), account.exchange, value, alerts,
+                result, seen)
         return
     row_metric = compiled.row_metric
     if row_metric is None:  # pragma: no cover - validation guarantees a metric for the scope
         return
-    for asset in account.assets:
-        if compiled.fits_asset(asset):
-            key = AlertKey(name, account.name, asset.symbol)
-            if key in seen:  # one symbol held in two market types: tell the rows apart
-                key = AlertKey(name, account.name, f"{asset.symbol} ({asset.market_type})")
-            _record(compiled.policy, key, account.exchange, row_metric(figures, asset), result,
-                    seen)
+    candidates = rows[1] if compiled.rule.scope == "position" else rows[0]
+    filtered = compiled.filters_rows
+    for asset, label in candidates:
+        if filtered and not compiled.fits_asset(asset):
+            continue
+        _record(compiled, (name, account.name, label), account.exchange,
+                row_metric(figures, asset), alerts, result, seen)
 
 
 def _record(
-    policy: Policy, key: AlertKey, exchange: str, value: Decimal | None, result: Evaluation,
-    seen: set[AlertKey],
+    compiled: CompiledRule, key: tuple[str, str, str], exchange: str, value: Decimal | None,
+    alerts: Mapping[AlertKey, Alert], result: Evaluation, seen: set[tuple[str, str, str]],
 ) -> None:
-    seen.add(key)
+    previous = alerts.get(key)  # type: ignore[call-overload]  # a plain tuple equals its AlertKey
+    if previous is not None:
+        seen.add(key)
     if value is None:
-        result.skipped.append(Skip(key.rule, key.account, key.symbol))
-    result.observations.append((policy, Observation(key, exchange, value)))
+        result.skipped.append(Skip(*key))
+        return  # unknown: the alert, if any, stays exactly as it is
+    if (previous is None or not previous.active) and compiled.safe_without_alert(value):
+        return  # safe, and no alert to advance
+    result.observations.append((compiled.policy, Observation(AlertKey(*key), exchange, value)))
 
 
 @dataclass

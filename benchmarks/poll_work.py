@@ -1,0 +1,129 @@
+"""SPEC §9: one poll's work without the network, against the floor of ``orjson.loads``.
+
+For N accounts x 20 assets and the 25 rules of benchmarks/rules.yaml, it measures (median
+of several runs, one core): the poll's work — response bytes -> snapshot -> every rule ->
+alert-state update — and ``orjson.loads`` on the same bytes; their ratio; and, with
+tracemalloc, the peak memory of the poll's work against the memory of the parsed response.
+
+    python -m benchmarks.poll_work                 # the table for N = 100, 1,000, 10,000
+    python -m benchmarks.poll_work --json          # the same as JSON
+    python -m benchmarks.poll_work --sizes 100 --shape live
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.generate import payload_bytes
+from riskwatch.alerts import Alert, AlertKey
+from riskwatch.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.rules import load_rules
+from riskwatch.snapshot import from_cached, from_live
+from riskwatch.tread.client import parse_json
+
+RULES = Path(__file__).parent / "rules.yaml"
+
+
+def poll_work(body: bytes, shape: str, rules: list[CompiledRule],
+              alerts: dict[AlertKey, Alert]) -> dict[AlertKey, Alert]:
+    """Bytes -> snapshot -> decisions -> the next alert states (what the daemon does)."""
+    now = datetime.now(UTC)
+    data = parse_json(body, "bench")
+    snapshot = from_cached(data, now) if shape == "cached" else from_live(data, now)
+    decisions = decide(rules, snapshot, alerts, now)
+    updated = dict(alerts)
+    for key in decisions.dropped:
+        updated.pop(key, None)
+    updated.update(decisions.changed)
+    return updated
+
+
+def _median_seconds(work: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _peak_bytes(work: Callable[[], Any]) -> tuple[int, int]:
+    """(memory held by the result, peak while computing it), by tracemalloc."""
+    gc.collect()
+    tracemalloc.start()
+    result = work()
+    held, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del result
+    return held, peak
+
+
+def measure(accounts: int, shape: str, repeats: int) -> dict[str, Any]:
+    """Every figure for one size."""
+    body = payload_bytes(shape, accounts)
+    rules = compile_rules(load_rules([RULES]))
+    alerts = poll_work(body, shape, rules, {})  # steady state: the alerts of an earlier poll
+    floor = _median_seconds(lambda: orjson.loads(body), repeats)
+    work = _median_seconds(lambda: poll_work(body, shape, rules, alerts), repeats)
+    parsed, _ = _peak_bytes(lambda: orjson.loads(body))
+    _, peak = _peak_bytes(lambda: poll_work(body, shape, rules, alerts))
+    return {
+        "accounts": accounts, "assets": accounts * 20, "rules": len(rules),
+        "bytes": len(body), "alerts": len(alerts), "orjson_s": floor, "poll_s": work,
+        "ratio": work / floor, "parsed_bytes": parsed, "peak_bytes": peak,
+        "memory_ratio": peak / parsed,
+    }
+
+
+def main() -> None:
+    """Print the table (or JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--shape", choices=["cached", "live"], default="cached")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = [measure(n, args.shape, args.repeats if n < 10000 else max(3, args.repeats // 2))
+            for n in args.sizes]
+    by_size = {row["accounts"]: row for row in rows}
+    growth = (by_size[10000]["poll_s"] / by_size[1000]["poll_s"]
+              if 10000 in by_size and 1000 in by_size else None)
+    if args.json:
+        print(json.dumps({"machine": _machine(), "shape": args.shape, "rows": rows,
+                          "growth_10k_over_1k": growth}, indent=2))
+        return
+    print(f"riskwatch poll work vs orjson.loads — {args.shape} payload, 20 assets per account, "
+          f"25 rules — {_machine()}")
+    print(f"{'accounts':>9} {'MB':>7} {'orjson ms':>10} {'poll ms':>9} {'ratio':>6} "
+          f"{'parsed MB':>10} {'peak MB':>8} {'mem ratio':>9}")
+    for row in rows:
+        print(f"{row['accounts']:>9,} {row['bytes'] / 1e6:>7.1f} {row['orjson_s'] * 1e3:>10.1f} "
+              f"{row['poll_s'] * 1e3:>9.1f} {row['ratio']:>6.1f} "
+              f"{row['parsed_bytes'] / 1e6:>10.1f} {row['peak_bytes'] / 1e6:>8.1f} "
+              f"{row['memory_ratio']:>9.2f}")
+    if growth is not None:
+        print(f"time at 10,000 / time at 1,000 accounts: {growth:.2f}")
+
+
+def _machine() -> str:
+    import os
+
+    return (f"{platform.python_implementation()} {platform.python_version()}, "
+            f"{platform.machine()}, {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
