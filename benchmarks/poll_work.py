@@ -29,6 +29,7 @@ import orjson
 from benchmarks.generate import payload_bytes
 from riskwatch.alerts import Alert, AlertKey
 from riskwatch.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.perf import paused_gc
 from riskwatch.rules import load_rules
 from riskwatch.snapshot import from_cached, from_live
 from riskwatch.tread.client import parse_json
@@ -38,11 +39,13 @@ RULES = Path(__file__).parent / "rules.yaml"
 
 def poll_work(body: bytes, shape: str, rules: list[CompiledRule],
               alerts: dict[AlertKey, Alert]) -> dict[AlertKey, Alert]:
-    """Bytes -> snapshot -> decisions -> the next alert states (what the daemon does)."""
+    """Bytes -> snapshot -> decisions -> the next alert states (what the daemon does,
+    with the collector paused the same way)."""
     now = datetime.now(UTC)
-    data = parse_json(body, "bench")
-    snapshot = from_cached(data, now) if shape == "cached" else from_live(data, now)
-    decisions = decide(rules, snapshot, alerts, now)
+    with paused_gc():
+        data = parse_json(body, "bench")
+        snapshot = from_cached(data, now) if shape == "cached" else from_live(data, now)
+        decisions = decide(rules, snapshot, alerts, now)
     updated = dict(alerts)
     for key in decisions.dropped:
         updated.pop(key, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from riskwatch.errors import RiskwatchError, StoreError, TreadAuthError, TreadEr
 from riskwatch.evaluate import CompiledRule, Decisions, decide
 from riskwatch.logs import Redactor
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
+from riskwatch.perf import paused_gc
 from riskwatch.rules import rule_files
 from riskwatch.runtime import load_compiled_rules
 from riskwatch.settings import Settings
@@ -139,7 +141,8 @@ class Daemon:
         outcome = await self._fetch(now)
         observations = builtin.observe(outcome, now, self.settings.stale_limit)
         observations.append(builtin.rules_invalid(self.rules_error))
-        decisions = decide(self.rules, outcome.snapshot, self.alerts, now, observations)
+        with paused_gc():
+            decisions = decide(self.rules, outcome.snapshot, self.alerts, now, observations)
         self._log_poll(outcome, decisions)
         muting = self.store.silences()
         await self.actor.act(self.rules, decisions, self.alerts, outcome.snapshot, muting, now)
@@ -256,6 +259,7 @@ class Daemon:
         )
         delivery = asyncio.create_task(self.deliverer.run(self.stop_event))
         scheduler.start()
+        gc.freeze()  # what start-up made lives for good: keep it out of every collection
         log.info("riskwatch running", rules=len(self.rules), source=self.settings.source,
                  interval=self.settings.poll_interval.total_seconds(),
                  http=self.web.url if self.web else "off")

@@ -259,9 +259,9 @@ def _with_defaults(rules: Any, defaults: Any) -> Any:
 def locate_problem(name: str, located: yamlpos.Located, detail: Any,
                    prefix: tuple[str, ...] = ()) -> RuleProblem:
     """A pydantic error detail as a ``file:line:col`` problem, at the key or value it is about."""
-    loc = prefix + tuple(part for part in detail["loc"] if not _is_union_tag(part))
+    loc = _document_path(located, prefix + tuple(detail["loc"]))
     kind = detail["type"]
-    if kind == "extra_forbidden":
+    if kind == "extra_forbidden" and loc:
         where = located.position(loc, key=True)
         message = f"unknown key {loc[-1]!r}"
     elif kind == "missing":
@@ -274,9 +274,24 @@ def locate_problem(name: str, located: yamlpos.Located, detail: Any,
     return RuleProblem(name, where.line, where.column, message)
 
 
-def _is_union_tag(part: object) -> bool:
-    # pydantic adds the branch name of a union (e.g. "list[...]") to error locations
-    return isinstance(part, str) and ("[" in part or part in {"function-before", "constrained-str"})
+def _document_path(located: yamlpos.Located, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The part of a pydantic location that names keys and items of the document.
+
+    Pydantic puts the branch of a union (``list[...]``, ``function-before[...]``) in its
+    locations; those parts are not in the document and are dropped. A last part that is
+    not there either (a missing key) is kept, so the message can name it.
+    """
+    path: tuple[Any, ...] = ()
+    for index, part in enumerate(loc):
+        candidate = (*path, part)
+        if candidate in located.values or candidate in located.keys or (index == len(loc) - 1 and not _looks_like_branch(part)):
+            path = candidate
+    return path
+
+
+def _looks_like_branch(part: object) -> bool:
+    return isinstance(part, str) and (part.endswith("]") or part in {"function-before",
+                                                                     "constrained-str"})
 
 
 def _clean_message(message: str) -> str:

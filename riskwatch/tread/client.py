@@ -23,6 +23,7 @@ from riskwatch.errors import (
     TreadTimeout,
     TreadUnreachable,
 )
+from riskwatch.perf import paused_gc
 from riskwatch.snapshot import Snapshot, from_cached, from_live
 
 CACHED_PATH = "/api/sor/get_cached_account_balance"
@@ -124,9 +125,11 @@ class TreadClient:
         """Fetch and normalise balances from ``source`` (``cached`` or ``live``)."""
         if source == "live":
             body = await self.live_balances_raw(accounts)
-            return from_live(parse_json(body, f"GET {LIVE_PATH}"), received_at)
+            with paused_gc():
+                return from_live(parse_json(body, f"GET {LIVE_PATH}"), received_at)
         body = await self.cached_balances_raw(accounts)
-        return from_cached(parse_json(body, f"GET {CACHED_PATH}"), received_at)
+        with paused_gc():
+            return from_cached(parse_json(body, f"GET {CACHED_PATH}"), received_at)
 
     async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
         """``POST /api/set_leverage/``; the API's message on success, a TreadError otherwise."""
