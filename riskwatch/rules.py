@@ -284,7 +284,8 @@ def _document_path(located: yamlpos.Located, loc: tuple[Any, ...]) -> tuple[Any,
     path: tuple[Any, ...] = ()
     for index, part in enumerate(loc):
         candidate = (*path, part)
-        if candidate in located.values or candidate in located.keys or (index == len(loc) - 1 and not _looks_like_branch(part)):
+        in_document = candidate in located.values or candidate in located.keys
+        if in_document or (index == len(loc) - 1 and not _looks_like_branch(part)):
             path = candidate
     return path
 
