@@ -161,10 +161,7 @@ class Deliverer:
 
     def _heads(self) -> list[OutboxRow]:
         """The oldest waiting message of each destination (later ones wait: order is kept)."""
-        heads: dict[str, OutboxRow] = {}
-        for row in self.store.outbox():
-            heads.setdefault(row.destination, row)
-        return list(heads.values())
+        return self.store.outbox_heads()
 
     def _ready_at(self, row: OutboxRow) -> datetime:
         due = row.next_attempt_at or row.created_at

@@ -120,11 +120,16 @@ class Store(ABC):
             "SELECT seq, id, destination, created_at, payload, status, attempts, "
             "next_attempt_at, last_error FROM outbox WHERE status=? ORDER BY seq", (status,)
         )
-        return [
-            OutboxRow(seq, id_, destination, datetime.fromisoformat(created), json.loads(payload),
-                      state, attempts, datetime.fromisoformat(due) if due else None, error)
-            for seq, id_, destination, created, payload, state, attempts, due, error in rows
-        ]
+        return _outbox_rows(rows)
+
+    def outbox_heads(self) -> list[OutboxRow]:
+        """The oldest waiting message of each destination (the next one each may send)."""
+        rows = self._query(
+            "SELECT seq, id, destination, created_at, payload, status, attempts, "
+            "next_attempt_at, last_error FROM outbox WHERE seq IN (SELECT min(seq) FROM outbox "
+            "WHERE status='pending' GROUP BY destination) ORDER BY seq"
+        )
+        return _outbox_rows(rows)
 
     def delivered(self, row: OutboxRow, channel: str | None, ts: str | None,
                   now: datetime) -> None:
@@ -215,3 +220,11 @@ class Store(ABC):
         rows = self._query("SELECT data FROM alerts WHERE rule=? AND account=? AND symbol=?",
                            tuple(key))
         return alert_from_dict(json.loads(rows[0][0])) if rows else None
+
+
+def _outbox_rows(rows: list[tuple[Any, ...]]) -> list[OutboxRow]:
+    return [
+        OutboxRow(seq, id_, destination, datetime.fromisoformat(created), json.loads(payload),
+                  state, attempts, datetime.fromisoformat(due) if due else None, error)
+        for seq, id_, destination, created, payload, state, attempts, due, error in rows
+    ]
