@@ -27,7 +27,7 @@ from riskwatch.errors import RiskwatchError, StoreError, TreadAuthError, TreadEr
 from riskwatch.evaluate import CompiledRule, Decisions, decide
 from riskwatch.logs import Redactor
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
-from riskwatch.perf import paused_gc
+from riskwatch.perf import paused_gc, release_memory
 from riskwatch.rules import rule_files
 from riskwatch.runtime import load_compiled_rules
 from riskwatch.settings import Settings
@@ -157,8 +157,11 @@ class Daemon:
             self.deliverer.wake.set()
         self._measure(outcome, decisions, time.monotonic() - started)
         accounts = len(outcome.snapshot.accounts) if outcome.snapshot else 0
-        return PollReport(outcome.snapshot is not None, accounts, len(decisions.notices),
-                          outcome.error)
+        report = PollReport(outcome.snapshot is not None, accounts, len(decisions.notices),
+                            outcome.error)
+        del outcome
+        release_memory()
+        return report
 
     async def _fetch(self, now: datetime) -> builtin.PollOutcome:
         watched = self.settings.watched

@@ -106,17 +106,22 @@ Row = tuple[Asset, str]  # an asset and the symbol its alerts are keyed by
 
 
 def labelled_rows(account: Account) -> tuple[list[Row], list[Row]]:
-    """Every row and the position rows, each with its alert symbol.
+    """Every row and the position rows, each with its alert symbol, unique in the account.
 
     A symbol held in two market types (USDT in spot and in perp) is told apart as
-    ``USDT (perp)`` from its second row on.
+    ``USDT (perp)`` from its second row on, and a further repeat by a number.
     """
-    seen: set[str] = set()
+    used: set[str] = set()
     rows: list[Row] = []
     for asset in account.assets:
-        label = asset.symbol if asset.symbol not in seen else (
-            f"{asset.symbol} ({asset.market_type})")
-        seen.add(asset.symbol)
+        label = asset.symbol
+        if label in used:
+            label = f"{asset.symbol} ({asset.market_type})"
+        number = 2
+        while label in used:
+            label = f"{asset.symbol} ({asset.market_type} #{number})"
+            number += 1
+        used.add(label)
         rows.append((asset, label))
     return rows, [row for row in rows if row[0].asset_type == "position"]
 

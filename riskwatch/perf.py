@@ -9,8 +9,10 @@ again afterwards.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -24,3 +26,24 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+    return trim
+
+
+_TRIM = _load_trim()
+
+
+def release_memory() -> None:
+    """Hand the heap that a poll's parsing freed back to the system (glibc's malloc_trim).
+
+    Without it the resident size stays at the high-water mark of the largest response.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
