@@ -68,6 +68,9 @@ class LoopbackServer:
 
         class _RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in separate writes; with Nagle's algorithm and
+            # delayed ACKs each answer would wait ~40 ms for nothing
+            disable_nagle_algorithm = True
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -77,6 +80,9 @@ class LoopbackServer:
                                   self.rfile.read(length) if length else b"",
                                   (str(self.client_address[0]), int(self.client_address[1])))
                 reply = outer(request)
+                if reply.status == 0:  # a reset: hang up without answering
+                    self.close_connection = True
+                    return
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

@@ -138,8 +138,8 @@ class SlackWebhookSink:
     markup = "slack"
     threads = False
 
-    def __init__(self, url: str) -> None:
-        self.client = WebhookClient(url, timeout=SLACK_TIMEOUT_SECONDS, retry_handlers=[])
+    def __init__(self, url: str, timeout: int = SLACK_TIMEOUT_SECONDS) -> None:
+        self.client = WebhookClient(url, timeout=timeout, retry_handlers=[])
 
     def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Post through the webhook."""

@@ -72,7 +72,9 @@ class SqliteStore(Store):
         try:
             if path.parent and not path.parent.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=10, isolation_level=None,
+            # a lock held elsewhere for longer than this is a failed write (the daemon
+            # stands by and tries again next tick) rather than a frozen event loop
+            self._db = sqlite3.connect(path, timeout=2, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -117,6 +117,7 @@ class FakeSlack:
     calls: list[SlackCall] = field(default_factory=list)  # accepted calls only
     attempts: list[SlackCall] = field(default_factory=list)  # every call, refused ones too
     update_error: str | None = None
+    delay: float = 0.0  # seconds before answering (timeouts)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -134,6 +135,8 @@ class FakeSlack:
         except ValueError:
             body = dict(request.query)
         call = SlackCall(time.monotonic(), method, body, request.headers)
+        if self.delay:
+            time.sleep(self.delay)
         with self.lock:
             self.attempts.append(call)
             if self.failures:

@@ -1,0 +1,28 @@
+"""A short soak in CI (the full 20,000-poll run is `python -m benchmarks.soak`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import structlog
+
+from benchmarks.soak import soak
+from riskwatch import logs
+
+
+@pytest.mark.timeout(300)
+def test_short_soak_leaks_nothing() -> None:
+    """1,000 polls with random API and Slack faults: the daemon keeps polling, and memory,
+    file descriptors and asyncio tasks end where they started."""
+    logs.configure("error", "json")
+    try:
+        result = asyncio.run(soak(1000, seed=3))
+    finally:
+        structlog.reset_defaults()
+    assert result["daemon_polls"] == 1000 + 21
+    assert sum(result["faults"].values()) == 1000 and result["faults"]["ok"] < 1000
+    assert result["end"]["fds"] == result["start"]["fds"]
+    assert result["end"]["tasks"] == result["start"]["tasks"]
+    assert result["rss_growth_mb"] < 10
+    assert result["outbox_failed"] == 0
