@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -117,9 +118,14 @@ class FakeSlack:
     calls: list[SlackCall] = field(default_factory=list)  # accepted calls only
     attempts: list[SlackCall] = field(default_factory=list)  # every call, refused ones too
     update_error: str | None = None
-    delay: float = 0.0  # seconds before answering (timeouts)
+    delay: float = 0.0  # seconds before answering; the late request is then dropped, as a
+    # gateway that timed out never hands it to Slack (a request Slack did accept before the
+    # client gave up is re-sent: at least once, see docs/RELIABILITY.md)
+
+    fail_rate: float = 0.0  # chance that a call fails with 429 or 503 (soak)
 
     def __post_init__(self) -> None:
+        self.random = random.Random(11)
         self.lock = threading.Lock()
         self.counter = 0
         self.server = LoopbackServer(self.handle)
@@ -137,10 +143,16 @@ class FakeSlack:
         call = SlackCall(time.monotonic(), method, body, request.headers)
         if self.delay:
             time.sleep(self.delay)
+            with self.lock:
+                self.attempts.append(call)
+            return Reply(504, b"gateway timeout")
         with self.lock:
             self.attempts.append(call)
             if self.failures:
                 return self.failures.pop(0)
+            if self.fail_rate and self.random.random() < self.fail_rate:
+                return self.random.choice([Reply(429, b"rate_limited", {"Retry-After": "0"}),
+                                           Reply(503, b"unavailable")])
             if method == "chat.update" and self.update_error:
                 return Reply.json({"ok": False, "error": self.update_error})
             self.calls.append(call)
