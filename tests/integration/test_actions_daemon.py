@@ -103,6 +103,8 @@ def test_enforce_on_live_source_finds_the_account_id_by_name(
     assert tread.leverage_calls == [
         {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": ["acc-uuid-live"]}]
     assert "secret-exchange-key" not in json.dumps([c.body for c in slack.attempts])
+    audit = SqliteStore(tmp_path / "state.db").actions()
+    assert audit and "secret-exchange-key" not in repr(audit)
 
 
 def test_never_raises_leverage(tread: FakeTread, slack: FakeSlack, tmp_path: Path) -> None:
