@@ -195,7 +195,7 @@ def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
     arrive after it recovers, in order, none twice."""
     settings = settings_for(tread, slack, tmp_path)
     tread.set_cached(cached_with_ratio("0.1"))
-    slack.failures.extend([Reply(500, b"internal error")] * 1000)
+    slack.delay = 11  # first the client's 10 s timeouts ...
     daemon = make_daemon(settings)
     began = time.monotonic()
 
@@ -204,6 +204,10 @@ def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
         for ratio in ("0.6", "0.9", "0.1"):  # firing, escalation, resolution
             await asyncio.sleep(4)
             tread.set_cached(cached_with_ratio(ratio))
+        await asyncio.sleep(25 - (time.monotonic() - began))
+        with slack.lock:
+            slack.failures.extend([Reply(500, b"internal error")] * 1000)  # ... then 5xx
+        slack.delay = 0
         await asyncio.sleep(60 - (time.monotonic() - began))
         with slack.lock:
             slack.failures.clear()
@@ -220,6 +224,8 @@ def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
     assert "escalated from WARNING" in texts[1]
     assert "RESOLVED" in texts[2]
     assert len(slack.attempts) > 3  # it did retry during the outage
+    timeouts = [a for a in slack.attempts if a.at - slack.attempts[0].at < 25]
+    assert len(timeouts) >= 2  # some of the failures were timeouts
 
 
 def test_sigkill_with_waiting_messages_delivers_them_after_restart(
