@@ -90,10 +90,12 @@ class TreadClient:
         """Close the connection pool."""
         await self.http.aclose()
 
-    async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> bytes:
-        what = f"GET {path}"
+    async def _request(self, method: str, path: str, *,
+                       params: Sequence[tuple[str, str]] = (), payload: Any = None) -> bytes:
+        """One call; the body of a 2xx answer, else the TreadError that says what failed."""
+        what = f"{method} {path}"
         try:
-            response = await self.http.get(path, params=list(params))
+            response = await self.http.request(method, path, params=list(params), json=payload)
         except httpx.TimeoutException:
             raise TreadTimeout(f"{what}: no answer within the timeout") from None
         except httpx.TransportError as error:
@@ -101,6 +103,9 @@ class TreadClient:
                                    f"{type(error).__name__}") from None
         self._check(what, response)
         return response.content
+
+    async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> bytes:
+        return await self._request("GET", path, params=params)
 
     def _check(self, what: str, response: httpx.Response) -> None:
         try:
@@ -133,17 +138,8 @@ class TreadClient:
 
     async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
         """``POST /api/set_leverage/``; the API's message on success, a TreadError otherwise."""
-        what = f"POST {SET_LEVERAGE_PATH}"
         body = {"leverage": leverage, "pair": pair, "account_ids": account_ids}
-        try:
-            response = await self.http.post(SET_LEVERAGE_PATH, json=body)
-        except httpx.TimeoutException:
-            raise TreadTimeout(f"{what}: no answer within the timeout") from None
-        except httpx.TransportError as error:
-            raise TreadUnreachable(f"{what}: cannot reach {self.http.base_url}: "
-                                   f"{type(error).__name__}") from None
-        self._check(what, response)
-        return api_message(response.content)
+        return api_message(await self._request("POST", SET_LEVERAGE_PATH, payload=body))
 
     async def account_ids(self) -> dict[str, str]:
         """Account name -> id, from ``GET /api/accounts/``."""
