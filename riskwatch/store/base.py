@@ -20,6 +20,56 @@ from riskwatch.alerts import Alert, AlertKey
 from riskwatch.silences import Silence
 from riskwatch.store.codec import alert_from_dict, alert_to_dict
 
+_SCHEMA_STEPS: list[str] = [
+    # version 1
+    """
+    CREATE TABLE alerts (
+        rule TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL,
+        state TEXT NOT NULL, data TEXT NOT NULL,
+        PRIMARY KEY (rule, account, symbol)
+    );
+    CREATE TABLE outbox (
+        seq {serial},
+        id TEXT NOT NULL UNIQUE,
+        destination TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (status, destination, seq);
+    CREATE TABLE slack_messages (
+        id TEXT PRIMARY KEY, destination TEXT NOT NULL, channel TEXT NOT NULL,
+        ts TEXT NOT NULL, sent_at TEXT NOT NULL, keys TEXT NOT NULL
+    );
+    """,
+    # version 2
+    """
+    CREATE TABLE silences (
+        id TEXT PRIMARY KEY, rule TEXT NOT NULL, account TEXT, symbol TEXT,
+        starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # version 3
+    """
+    CREATE TABLE actions (
+        seq {serial}, at TEXT NOT NULL, rule TEXT NOT NULL,
+        account TEXT NOT NULL, exchange TEXT NOT NULL, pair TEXT NOT NULL,
+        from_leverage TEXT, to_leverage TEXT NOT NULL, mode TEXT NOT NULL,
+        outcome TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE INDEX actions_at ON actions (at);
+    """,
+]
+
+
+def schema_steps(serial: str) -> list[str]:
+    """The schema, one step per version, with the engine's auto-increment key type."""
+    return [step.format(serial=serial) for step in _SCHEMA_STEPS]
+
 
 @dataclass(frozen=True)
 class OutboxRow:

@@ -16,49 +16,12 @@ from typing import Any
 import psycopg
 
 from riskwatch.errors import StoreError
-from riskwatch.store.base import Store
+from riskwatch.store.base import Store, schema_steps
 
 LOCK_NAME = "riskwatch:leader"
 MIGRATION_LOCK = "riskwatch:migrate"
 
-SCHEMA: list[str] = [
-    # version 1
-    """
-    CREATE TABLE alerts (
-        rule TEXT NOT NULL, account TEXT NOT NULL, symbol TEXT NOT NULL,
-        state TEXT NOT NULL, data TEXT NOT NULL,
-        PRIMARY KEY (rule, account, symbol)
-    );
-    CREATE TABLE outbox (
-        seq BIGSERIAL PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        destination TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at TEXT,
-        last_error TEXT
-    );
-    CREATE INDEX outbox_pending ON outbox (status, destination, seq);
-    CREATE TABLE slack_messages (
-        id TEXT PRIMARY KEY, destination TEXT NOT NULL, channel TEXT NOT NULL,
-        ts TEXT NOT NULL, sent_at TEXT NOT NULL, keys TEXT NOT NULL
-    );
-    CREATE TABLE silences (
-        id TEXT PRIMARY KEY, rule TEXT NOT NULL, account TEXT, symbol TEXT,
-        starts_at TEXT NOT NULL, ends_at TEXT NOT NULL, reason TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE actions (
-        seq BIGSERIAL PRIMARY KEY, at TEXT NOT NULL, rule TEXT NOT NULL,
-        account TEXT NOT NULL, exchange TEXT NOT NULL, pair TEXT NOT NULL,
-        from_leverage TEXT, to_leverage TEXT NOT NULL, mode TEXT NOT NULL,
-        outcome TEXT NOT NULL, detail TEXT NOT NULL
-    );
-    CREATE INDEX actions_at ON actions (at);
-    """,
-]
+SCHEMA = schema_steps(serial="BIGSERIAL PRIMARY KEY")
 
 _PLACEHOLDER = re.compile(r"\?")
 

@@ -109,7 +109,7 @@ def test_postgres_schema_is_versioned_and_upgrades_itself(pg_url: str) -> None:
     PostgresStore(pg_url).close()
     with psycopg.connect(pg_url) as connection:
         versions = [row[0] for row in connection.execute("SELECT version FROM riskwatch_schema")]
-    assert versions == [1]
+    assert versions == [1, 2, 3]
 
 
 def test_unreachable_postgres_is_one_clear_error() -> None:
