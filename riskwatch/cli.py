@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from decimal import Decimal
@@ -15,15 +17,18 @@ from typing import Any, TypeVar
 import click
 
 from riskwatch import __version__, logs
-from riskwatch.alerts import Alert, Notice, NoticeKind, State
+from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.daemon import Daemon, utcnow
+from riskwatch.durations import parse_duration
 from riskwatch.errors import RiskwatchError, RulesError, SettingsError
 from riskwatch.evaluate import Breach, breaches
 from riskwatch.notify import text
 from riskwatch.rules import json_schema, load_rules, shipped_rules_dir
+from riskwatch.ruletest import run_file
 from riskwatch.runtime import build_router, load_compiled_rules, open_client, open_state
 from riskwatch.settings import Settings, load_settings
-from riskwatch.snapshot import Snapshot
+from riskwatch.silences import Silence, silenced
+from riskwatch.snapshot import Snapshot, only_accounts
 
 T = TypeVar("T")
 
@@ -114,6 +119,8 @@ def demo(ctx: click.Context, cycles: int | None, interval: str) -> None:
         try:
             with tempfile.TemporaryDirectory(prefix="riskwatch-demo-") as folder:
                 quiet = {} if _env_set("RISKWATCH_LOG_LEVEL") else {"log_level": "warning"}
+                if not _env_set("RISKWATCH_HTTP"):  # a demo must not fail on a busy port
+                    quiet["http"] = "off"
                 settings = _settings(
                     ctx, tread_url=server.url, tread_token=simulation.DEMO_TOKEN,
                     source="cached", accounts=None, rules=shipped_rules_dir(),
@@ -131,16 +138,12 @@ def demo(ctx: click.Context, cycles: int | None, interval: str) -> None:
 
 
 def _env_set(name: str) -> bool:
-    import os
-
     return bool(os.environ.get(name))
 
 
 # ---------------------------------------------------------------------------- check / snapshot
 
 def _poll(settings: Settings) -> Snapshot:
-    from riskwatch.snapshot import only_accounts
-
     client = open_client(settings)
 
     async def fetch() -> Snapshot:
@@ -212,9 +215,7 @@ def _notify_breaches(settings: Settings, found: Sequence[Breach]) -> None:
             raise SettingsError(f"could not notify {destination}: {result.error}")
 
 
-def _key(breach: Breach) -> Any:
-    from riskwatch.alerts import AlertKey
-
+def _key(breach: Breach) -> AlertKey:
     return AlertKey(breach.rule, breach.account, breach.symbol or "")
 
 
@@ -264,8 +265,6 @@ def _s(value: Decimal | None) -> str:
 def alerts_command(ctx: click.Context, fmt: str) -> None:
     """List alert states from the state store."""
     def work() -> None:
-        from riskwatch.silences import silenced
-
         settings = _settings(ctx)
         store = open_state(settings)
         try:
@@ -353,11 +352,6 @@ def silence() -> None:
 def silence_add(ctx: click.Context, rule: str, account: str | None, symbol: str | None,
                 duration: str, reason: str) -> None:
     """Add a silence; prints its id."""
-    import uuid
-
-    from riskwatch.durations import parse_duration
-    from riskwatch.silences import Silence
-
     def work() -> None:
         try:
             length = parse_duration(duration)
@@ -431,8 +425,6 @@ def rules() -> None:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 def rules_validate(paths: tuple[Path, ...]) -> None:
     """Check rule files; each problem as file:line:col: message."""
-    import os
-
     targets = list(paths) or [Path(os.environ.get("RISKWATCH_RULES", "rules"))]
     missing = [path for path in targets if not path.exists()]
     for path in missing:
@@ -453,8 +445,6 @@ def rules_validate(paths: tuple[Path, ...]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 def rules_test(files: tuple[Path, ...]) -> None:
     """Run rule unit tests; a failure shows what was expected and what happened."""
-    from riskwatch.ruletest import run_file
-
     passed = failed = 0
     for file in files:
         try:
