@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,19 @@ def settings_for(tread: FakeTread, slack: FakeSlack | None, folder: Path, *, bot
                               "poll_interval": "1s", "state": f"sqlite:///{folder}/state.db",
                               "rules": rules_path, "http": "off", **slack_settings, **extra}
     return load_settings(**values)
+
+
+def run_env(tread: FakeTread, slack: FakeSlack, rules: Path, *, interval: str = "1s",
+            state: str | None = None) -> dict[str, str]:
+    """The environment of a `riskwatch run` process watching the fakes (webhook delivery)."""
+    rules.write_text(MARGIN_RULES)
+    return {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
+            "RISKWATCH_RULES": str(rules), "RISKWATCH_POLL_INTERVAL": interval,
+            "RISKWATCH_STATE": state or f"sqlite:///{rules.parent}/state.db",
+            "RISKWATCH_HTTP": "off", "RISKWATCH_SLACK_WEBHOOK_URL": slack.webhook_url}
+
+
+RUN = [sys.executable, "-m", "riskwatch", "run"]
 
 
 def make_daemon(settings: Settings) -> Daemon:

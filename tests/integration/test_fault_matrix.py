@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +22,13 @@ from riskwatch.daemon import Daemon
 from riskwatch.loopback import Reply
 from riskwatch.notify.outbox import Router
 from riskwatch.notify.sinks import SlackWebhookSink
-from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
+from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
-    MARGIN_RULES,
+    RUN,
     cached_with_ratio,
     close_daemon,
     make_daemon,
+    run_env,
     settings_for,
     wait_until,
 )
@@ -216,15 +215,9 @@ def test_sigkill_in_the_middle_of_a_poll_repeats_nothing(
 ) -> None:
     """Killed -9 while waiting for a slow API answer: the restarted daemon sends nothing
     already sent, and the alert keeps firing."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(MARGIN_RULES)
     tread.set_cached(cached_with_ratio("0.9"))
-    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
-           "RISKWATCH_RULES": str(rules), "RISKWATCH_POLL_INTERVAL": "1s",
-           "RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db", "RISKWATCH_HTTP": "off",
-           "RISKWATCH_SLACK_WEBHOOK_URL": slack.webhook_url}
-    command = [sys.executable, "-m", "riskwatch", "run"]
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    env = run_env(tread, slack, tmp_path / "rules.yaml")
+    first = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not slack.posts() and time.monotonic() < deadline:
@@ -236,7 +229,7 @@ def test_sigkill_in_the_middle_of_a_poll_repeats_nothing(
     first.send_signal(signal.SIGKILL)  # in the middle of that request
     first.wait(timeout=5)
     tread.delay = 0
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    second = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     time.sleep(4)
     second.send_signal(signal.SIGTERM)

@@ -7,7 +7,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,14 @@ from riskwatch.daemon import Daemon
 from riskwatch.loopback import Reply
 from riskwatch.silences import Silence
 from riskwatch.store import SqliteStore
-from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
+from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     MARGIN_RULES,
+    RUN,
     cached_with_ratio,
     close_daemon,
     make_daemon,
+    run_env,
     settings_for,
     wait_until,
 )
@@ -232,16 +233,10 @@ def test_sigkill_with_waiting_messages_delivers_them_after_restart(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
     """Kill -9 while a message waits for Slack: the next process sends it, once."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(MARGIN_RULES)
     tread.set_cached(cached_with_ratio("0.9"))
     slack.failures.extend([Reply(503, b"unavailable")] * 1000)
-    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
-           "RISKWATCH_RULES": str(rules), "RISKWATCH_POLL_INTERVAL": "0.5s",
-           "RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db", "RISKWATCH_HTTP": "off",
-           "RISKWATCH_SLACK_WEBHOOK_URL": slack.webhook_url}
-    command = [sys.executable, "-m", "riskwatch", "run"]
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    env = run_env(tread, slack, tmp_path / "rules.yaml", interval="0.5s")
+    first = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while len(slack.attempts) < 2 and time.monotonic() < deadline:
@@ -251,7 +246,7 @@ def test_sigkill_with_waiting_messages_delivers_them_after_restart(
     assert slack.posts() == []
     with slack.lock:
         slack.failures.clear()
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    second = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
     while not slack.posts() and time.monotonic() < deadline:

@@ -3,23 +3,21 @@ of the leader's SIGKILL, and nothing is lost or sent twice (SPEC §8)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
-from tests.integration.scenario import MARGIN_RULES, cached_with_ratio
+from tests.integration.fakes import FakeSlack, FakeTread
+from tests.integration.scenario import RUN, cached_with_ratio, run_env
 
 INTERVAL = 1.0
 
 
 def _start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "riskwatch", "run"], env=env,
+    return subprocess.Popen(RUN, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -38,13 +36,8 @@ def test_standby_takes_over_within_two_intervals_and_sends_each_message_once(
 ) -> None:
     """Leader killed -9 right after a change: the standby polls within 2 s and delivers the
     change exactly once; the firing sent before the failover is not sent again."""
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(MARGIN_RULES)
     tread.set_cached(cached_with_ratio("0.6"))
-    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
-           "RISKWATCH_RULES": str(rules), "RISKWATCH_POLL_INTERVAL": f"{INTERVAL}s",
-           "RISKWATCH_STATE": pg_url, "RISKWATCH_HTTP": "off",
-           "RISKWATCH_SLACK_WEBHOOK_URL": slack.webhook_url}
+    env = run_env(tread, slack, tmp_path / "rules.yaml", interval=f"{INTERVAL}s", state=pg_url)
     leader = _start(env)
     standby = None
     try:
