@@ -54,12 +54,16 @@ def poll_work(body: bytes, shape: str, rules: list[CompiledRule],
 
 
 def _median_seconds(work: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``work``, with the collector paused for the floor and the poll
+    alike: left running, it walks the alerts held from earlier polls during
+    ``orjson.loads`` and flatters the ratio (460 ms instead of 240 ms at 10,000 accounts)."""
     times = []
     for _ in range(repeats):
         gc.collect()
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
+        with paused_gc():
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
