@@ -28,11 +28,10 @@ import orjson
 
 from benchmarks.generate import payload_bytes
 from riskwatch.alerts import Alert, AlertKey
+from riskwatch.decode import read_snapshot
 from riskwatch.evaluate import CompiledRule, compile_rules, decide
 from riskwatch.perf import paused_gc
 from riskwatch.rules import load_rules
-from riskwatch.snapshot import from_cached, from_live
-from riskwatch.tread.client import parse_json
 
 RULES = Path(__file__).parent / "rules.yaml"
 
@@ -43,8 +42,7 @@ def poll_work(body: bytes, shape: str, rules: list[CompiledRule],
     with the collector paused the same way)."""
     now = datetime.now(UTC)
     with paused_gc():
-        data = parse_json(body, "bench")
-        snapshot = from_cached(data, now) if shape == "cached" else from_live(data, now)
+        snapshot = read_snapshot(body, "live" if shape == "live" else "cached", now, "bench")
         decisions = decide(rules, snapshot, alerts, now)
     updated = dict(alerts)
     for key in decisions.dropped:

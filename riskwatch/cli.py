@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from riskwatch import __version__, logs
 from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
@@ -224,6 +225,8 @@ def _jsonable(value: Any) -> Any:
         return str(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, msgspec.Struct):  # snapshot rows
+        return msgspec.structs.asdict(value)
     raise TypeError(type(value).__name__)
 
 

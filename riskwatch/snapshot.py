@@ -12,7 +12,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import msgspec
 
 from riskwatch.errors import TreadBadResponse
 
@@ -20,13 +22,20 @@ AssetType = Literal["token", "position"]
 Source = Literal["cached", "live"]
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
-    """One token balance or position of an account."""
+NonEmptyText = Annotated[str, msgspec.Meta(min_length=1)]
 
-    symbol: str
+
+class Asset(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One token balance or position of an account.
+
+    A msgspec Struct, so the cached endpoint's rows decode straight into it (see
+    :mod:`riskwatch.decode`); field names are the live endpoint's. ``gc=False``: a row
+    holds only strings and numbers, so the cyclic collector need never visit it.
+    """
+
+    symbol: NonEmptyText
     asset_type: AssetType
-    market_type: str | None
+    market_type: NonEmptyText | None = None
     size: Decimal | None = None
     notional: Decimal | None = None
     unrealized_profit: Decimal | None = None
@@ -36,6 +45,20 @@ class Asset:
     leverage: Decimal | None = None
     notional_pct_total: Decimal | None = None
     funding_fee: Decimal | None = None
+
+
+class CachedAsset(Asset, frozen=True, kw_only=True, gc=False):
+    """A row of the cached endpoint, which calls ``size`` ``amount`` and ``market_type``
+    ``wallet_type``; everything else is :class:`Asset`."""
+
+    market_type: NonEmptyText | None = msgspec.field(default=None, name="wallet_type")
+    size: Decimal | None = msgspec.field(default=None, name="amount")
+
+
+NUMBER_FIELDS: tuple[str, ...] = (
+    "size", "notional", "unrealized_profit", "initial_margin", "maint_margin",
+    "margin_balance", "leverage", "notional_pct_total", "funding_fee",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +162,8 @@ def _asset_type(row: Mapping[str, Any]) -> AssetType:
 def _asset(row: object, *, size_field: str, market_field: str) -> Asset:
     if not isinstance(row, Mapping):
         raise RowError(f"asset is a {type(row).__name__}, expected an object")
-    return Asset(
+    kind = CachedAsset if size_field == "amount" else Asset
+    return kind(
         symbol=_text(row, "symbol") or "",
         asset_type=_asset_type(row),
         market_type=_text(row, market_field, required=False),

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from riskwatch.decode import parse_json, read_snapshot
 from riskwatch.errors import (
     TreadAuthError,
     TreadBadResponse,
@@ -24,7 +24,7 @@ from riskwatch.errors import (
     TreadUnreachable,
 )
 from riskwatch.perf import paused_gc
-from riskwatch.snapshot import Snapshot, from_cached, from_live
+from riskwatch.snapshot import Snapshot
 
 CACHED_PATH = "/api/sor/get_cached_account_balance"
 LIVE_PATH = "/api/balances/"
@@ -66,16 +66,6 @@ def api_message(body: bytes) -> str:
     if isinstance(data, str):
         return data[:200]
     return json.dumps(data)[:200]
-
-
-def parse_json(body: bytes, what: str) -> Any:
-    """Decode a JSON body with every non-integer number as an exact Decimal."""
-    try:
-        return json.loads(body, parse_float=Decimal)
-    except (ValueError, RecursionError):
-        start = body[:1].decode("ascii", "replace")
-        kind = "an HTML page" if start == "<" else "a body that is not JSON"
-        raise TreadBadResponse(f"{what}: the API sent {kind}") from None
 
 
 class TreadClient:
@@ -131,10 +121,10 @@ class TreadClient:
         if source == "live":
             body = await self.live_balances_raw(accounts)
             with paused_gc():
-                return from_live(parse_json(body, f"GET {LIVE_PATH}"), received_at)
+                return read_snapshot(body, "live", received_at, f"GET {LIVE_PATH}")
         body = await self.cached_balances_raw(accounts)
         with paused_gc():
-            return from_cached(parse_json(body, f"GET {CACHED_PATH}"), received_at)
+            return read_snapshot(body, "cached", received_at, f"GET {CACHED_PATH}")
 
     async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
         """``POST /api/set_leverage/``; the API's message on success, a TreadError otherwise."""

@@ -1,5 +1,6 @@
 """Fuzzed payloads of both endpoints: no unhandled exception; every unreadable row is
-reported and the rest is still evaluated."""
+reported and the rest is still evaluated; the fast typed decoder and the row-by-row
+adapters agree on every body."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from riskwatch.decode import parse_json, read_snapshot
 from riskwatch.errors import TreadBadResponse
 from riskwatch.evaluate import compile_rules, decide
 from riskwatch.rules import load_rules, shipped_rules_dir
-from riskwatch.snapshot import Snapshot, from_cached, from_live
-from riskwatch.tread.client import parse_json
+from riskwatch.snapshot import Snapshot, Source, from_cached, from_live
 from tests.fuzz.conftest import PAYLOAD_EXAMPLES
 from tests.helpers import T0, at, raw_payload
 
@@ -88,6 +89,22 @@ def _check(snapshot: Snapshot, total_rows: int) -> None:
     _evaluate_all(snapshot)
 
 
+def _read_both_ways(body: bytes, source: Source) -> Snapshot:
+    """The daemon's reading of ``body``, after checking the row-by-row adapter agrees."""
+    adapter = from_live if source == "live" else from_cached
+    try:
+        slow = adapter(parse_json(body, "fuzz"), T0)
+    except TreadBadResponse:
+        slow = None
+    try:
+        fast = read_snapshot(body, source, T0, "fuzz")
+    except TreadBadResponse:
+        assert slow is None
+        raise
+    assert fast == slow
+    return fast
+
+
 @settings(max_examples=HALF, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=mutated(json.loads(raw_payload("reference_cached.json")), CACHED_FIELDS, _cached_rows))
 def test_mutated_cached_payloads(data: Any) -> None:
@@ -95,7 +112,7 @@ def test_mutated_cached_payloads(data: Any) -> None:
     total = sum(len(b["assets"]) for b in data["balances"]
                 if isinstance(b, dict) and isinstance(b.get("assets"), list))
     body = json.dumps(data).encode()
-    _check(from_cached(parse_json(body, "fuzz"), T0), total)
+    _check(_read_both_ways(body, "cached"), total)
 
 
 @settings(max_examples=HALF, deadline=None, suppress_health_check=list(HealthCheck))
@@ -105,7 +122,7 @@ def test_mutated_live_payloads(data: Any) -> None:
     total = sum(len(a["assets"]) for a in data.values()
                 if isinstance(a, dict) and isinstance(a.get("assets"), list))
     body = json.dumps(data).encode()
-    _check(from_live(parse_json(body, "fuzz"), T0), total)
+    _check(_read_both_ways(body, "live"), total)
 
 
 @settings(max_examples=PAYLOAD_EXAMPLES // 10, deadline=None,
@@ -113,9 +130,9 @@ def test_mutated_live_payloads(data: Any) -> None:
 @given(body=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode())))
 def test_random_bodies_are_read_or_refused_cleanly(body: bytes) -> None:
     """Random bytes or JSON: a snapshot, or TreadBadResponse — nothing else escapes."""
-    for adapter in (from_cached, from_live):
+    for source in ("cached", "live"):
         try:
-            snapshot = adapter(parse_json(body, "fuzz"), T0)
+            snapshot = _read_both_ways(body, source)  # type: ignore[arg-type]
         except TreadBadResponse:
             continue
         _evaluate_all(snapshot)
