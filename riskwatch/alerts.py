@@ -175,6 +175,36 @@ def step(
     return _firing_update(policy, current, updated, now)
 
 
+class Steady:
+    """Tells, for one policy at one poll, whether stepping an alert would change nothing.
+
+    That is the common case at scale: a firing alert that sees its own value again, at
+    the severity that value breaches even without hysteresis (so with it too: hysteresis
+    only widens the held level), with no reminder due. :func:`step` would return it
+    untouched, so the evaluator need not build an observation at all.
+    """
+
+    def __init__(self, policy: Policy, now: datetime) -> None:
+        self.policy = policy
+        # a reminder is due once the last notice is at or before this instant
+        self.remind_at_or_before = now - policy.repeat if policy.repeat > timedelta(0) else None
+        self.highest_first = tuple(reversed(policy.levels))
+        self.above = policy.when == "above"
+
+    def holds(self, current: Alert, value: Decimal) -> bool:
+        """Would ``step(policy, current, value)`` return ``current`` unchanged, with no notice?"""
+        if (current.state is not State.FIRING or value != current.value
+                or current.cleared_at is not None or current.detail):
+            return False
+        last = current.last_notified_at or current.since
+        if self.remind_at_or_before is not None and last <= self.remind_at_or_before:
+            return False
+        for severity, level in self.highest_first:  # the level breached without hysteresis
+            if value >= level if self.above else value <= level:
+                return severity == current.severity
+        return False
+
+
 def _unchanged(policy: Policy, current: Alert, seen: Observation, severity: Severity,
                now: datetime) -> bool:
     """A firing alert seeing the same value at the same severity, with no reminder due."""

@@ -15,7 +15,15 @@ from fnmatch import translate
 
 from riskwatch import alerts as lifecycle
 from riskwatch.alerts import Alert, AlertKey, Notice, Observation, Policy
-from riskwatch.metrics import ACCOUNT_METRICS, ROW_METRICS, AccountFigures, AccountMetric, RowMetric
+from riskwatch.metrics import (
+    ACCOUNT_METRICS,
+    ROW_COLUMNS,
+    ROW_METRICS,
+    AccountFigures,
+    AccountMetric,
+    RowColumn,
+    RowMetric,
+)
 from riskwatch.rules import BUILTIN_RULES, Rule
 from riskwatch.snapshot import Account, Asset, Snapshot
 
@@ -37,6 +45,7 @@ class CompiledRule:
     rule: Rule
     policy: Policy
     row_metric: RowMetric | None
+    row_column: RowColumn | None
     account_metric: AccountMetric | None
     exchange: re.Pattern[str] | None = None
     account: re.Pattern[str] | None = None
@@ -51,6 +60,8 @@ class CompiledRule:
             rule=rule,
             policy=Policy.of(rule),
             row_metric=ROW_METRICS[rule.metric].get(rule.scope) if rule.scope != "account"
+            else None,
+            row_column=ROW_COLUMNS[rule.metric].get(rule.scope) if rule.scope != "account"
             else None,
             account_metric=ACCOUNT_METRICS[rule.metric] if rule.scope == "account" else None,
             exchange=_globs(match.exchange) if match else None,
@@ -68,6 +79,11 @@ class CompiledRule:
         if self.rule.scope == "position" and asset.asset_type != "position":
             return False
         return _fits(self.symbol, asset.symbol) and _fits(self.market_type, asset.market_type)
+
+    @property
+    def filters_accounts(self) -> bool:
+        """Does the rule have exchange or account globs (else every account fits)?"""
+        return self.exchange is not None or self.account is not None
 
     @property
     def filters_rows(self) -> bool:
@@ -103,17 +119,20 @@ class Evaluation:
 
 
 Row = tuple[Asset, str]  # an asset and the symbol its alerts are keyed by
+Key = tuple[str, str, str]  # an AlertKey as a plain tuple (it hashes and compares equal)
 
 
-def labelled_rows(account: Account) -> tuple[list[Row], list[Row]]:
-    """Every row and the position rows, each with its alert symbol, unique in the account.
+def row_labels(assets: Sequence[Asset]) -> list[str]:
+    """Each row's alert symbol, unique in the account.
 
     A symbol held in two market types (USDT in spot and in perp) is told apart as
     ``USDT (perp)`` from its second row on, and a further repeat by a number.
     """
+    labels = [asset.symbol for asset in assets]
+    if len(set(labels)) == len(labels):
+        return labels  # the usual case: every symbol once
     used: set[str] = set()
-    rows: list[Row] = []
-    for asset in account.assets:
+    for index, asset in enumerate(assets):
         label = asset.symbol
         if label in used:
             label = f"{asset.symbol} ({asset.market_type})"
@@ -122,8 +141,90 @@ def labelled_rows(account: Account) -> tuple[list[Row], list[Row]]:
             label = f"{asset.symbol} ({asset.market_type} #{number})"
             number += 1
         used.add(label)
-        rows.append((asset, label))
+        labels[index] = label
+    return labels
+
+
+def labelled_rows(account: Account) -> tuple[list[Row], list[Row]]:
+    """Every row and the position rows, each with its alert symbol (see :func:`row_labels`)."""
+    rows = list(zip(account.assets, row_labels(account.assets), strict=True))
     return rows, [row for row in rows if row[0].asset_type == "position"]
+
+
+class _Table:
+    """A few accounts laid out for evaluation a column at a time: every row of every
+    account in one list, with the account and the alert symbol of each row."""
+
+    def __init__(self, accounts: Sequence[Account]) -> None:
+        self.accounts = accounts
+        self.figures = [AccountFigures.of(account) for account in self.accounts]
+        self.rows: list[Asset] = []
+        self.owner: list[int] = []  # the account (index) of each row
+        self.labels: list[str] = []
+        self.start: list[int] = []  # each account's first row
+        for index, account in enumerate(self.accounts):
+            self.start.append(len(self.rows))
+            self.rows.extend(account.assets)
+            self.owner.extend([index] * len(account.assets))
+            self.labels.extend(row_labels(account.assets))
+        self.symbols: list[str | None] = [row.symbol for row in self.rows]
+        self.markets: list[str | None] = [row.market_type for row in self.rows]
+        self._scopes: dict[str, tuple[list[int], list[Asset], list[AccountFigures]]] = {}
+        self._columns: dict[tuple[str, str], list[Decimal | None]] = {}
+        self._by_label: dict[int, dict[str, int]] = {}
+
+    def scope(self, scope: str) -> tuple[list[int], list[Asset], list[AccountFigures]]:
+        """The rows of a scope (``position`` or ``asset``): indexes, rows, account figures."""
+        if scope not in self._scopes:
+            rows = (range(len(self.rows)) if scope != "position" else
+                    [r for r, row in enumerate(self.rows) if row.asset_type == "position"])
+            self._scopes[scope] = (list(rows), [self.rows[r] for r in rows],
+                                   [self.figures[self.owner[r]] for r in rows])
+        return self._scopes[scope]
+
+    def find(self, account: int, label: str) -> int | None:
+        """The row of ``account`` whose alert symbol is ``label``, if it is still there."""
+        places = self._by_label.get(account)
+        if places is None:
+            first = self.start[account]
+            rows = range(first, first + len(self.accounts[account].assets))
+            places = self._by_label[account] = {self.labels[row]: row for row in rows}
+        return places.get(label)
+
+    def values(self, compiled: CompiledRule) -> tuple[list[int], list[Decimal | None]]:
+        """The rows a row rule applies to, and its metric on each.
+
+        A rule without globs sees every row of its scope, and shares the column with the
+        other such rules of its metric; a rule with globs computes it on its rows only.
+        """
+        column = compiled.row_column
+        assert column is not None
+        rows, assets, figures = self.scope(compiled.rule.scope)
+        if not compiled.filters_accounts and not compiled.filters_rows:
+            key = (compiled.rule.metric, compiled.rule.scope)
+            if key not in self._columns:
+                self._columns[key] = column(assets, figures)
+            return rows, self._columns[key]
+        rows = self._matching(compiled, rows)
+        return rows, column([self.rows[r] for r in rows],
+                            [self.figures[self.owner[r]] for r in rows])
+
+    def _matching(self, compiled: CompiledRule, rows: list[int]) -> list[int]:
+        if compiled.filters_accounts:
+            fits = [compiled.fits_account(account) for account in self.accounts]
+            rows = [r for r in rows if fits[self.owner[r]]]
+        for pattern, texts in ((compiled.symbol, self.symbols),
+                               (compiled.market_type, self.markets)):
+            if pattern is not None:  # one glob match per distinct symbol, not per row
+                verdicts = {text: _fits(pattern, text) for text in set(texts)}
+                rows = [r for r in rows if verdicts[texts[r]]]
+        return rows
+
+
+# Accounts evaluated together. Every rule runs over a chunk's rows while they are still in
+# the CPU cache (about 1 MB for 50 accounts of 20 rows); at 10,000 accounts, one table of
+# all rows made each rule a trip through main memory and evaluation twice as slow.
+CHUNK = 50
 
 
 def evaluate(
@@ -132,72 +233,135 @@ def evaluate(
 ) -> Evaluation:
     """Evaluate every rule on every account of the snapshot.
 
-    Only rows that matter become observations: a breach, or a row that has an alert.
-    A safe row without an alert would step from nothing to nothing, so it is skipped at
-    the cost of one comparison (tests/unit/test_fast_path.py checks this equals the
-    plain evaluation of every row). Active alerts whose row is no longer in a complete,
-    fresh account (a closed position, or a row the rule no longer matches) are observed
-    as gone, so they resolve.
+    Only what can change an alert becomes an observation: a value beyond the rule's
+    lowest level (unless its firing alert :func:`~riskwatch.alerts.holds`), or a row
+    that has an active alert. Each rule's metric is computed as one column over all
+    the rows it applies to, and only the rows past the lowest level are looked at one
+    by one (tests/unit/test_fast_path.py checks this equals stepping every row).
+    Active alerts whose row is no longer in a complete account (a closed position, or
+    a row the rule no longer matches) are observed as gone, so they resolve.
     """
     result = Evaluation()
-    seen: set[tuple[str, str, str]] = set()  # keys of existing alerts met in this snapshot
-    fresh_accounts = {account.name: account for account in snapshot.accounts}
-    for account in snapshot.accounts:
-        figures = AccountFigures.of(account)
-        rows = labelled_rows(account)
+    seen: set[Key] = set()  # keys of existing alerts met on the way
+    tables = []
+    for start in range(0, len(snapshot.accounts), CHUNK):
+        table = _Table(snapshot.accounts[start:start + CHUNK])
         for compiled in rules:
-            if compiled.fits_account(account):
-                _observe(compiled, figures, rows, now, alerts, result, seen)
-    by_name = {compiled.rule.name: compiled.policy for compiled in rules}
-    for key, alert in alerts.items():
-        policy = by_name.get(key.rule)
-        fresh = fresh_accounts.get(key.account)
-        if (policy is None or fresh is None or key in seen or not alert.active
-                or not fresh.complete):
-            continue
-        result.observations.append(
-            (policy, Observation(key, alert.exchange, None, gone=True))
-        )
+            if compiled.account_metric is not None:
+                _account_rule(compiled, table, now, alerts, result, seen)
+            else:
+                _row_rule(compiled, table, now, alerts, result, seen)
+        tables.append(table)
+    _observe_unmet(rules, tables, now, alerts, result, seen)
     return result
 
 
-def _observe(
-    compiled: CompiledRule, figures: AccountFigures, rows: tuple[list[Row], list[Row]],
-    now: datetime, alerts: Mapping[AlertKey, Alert], result: Evaluation,
-    seen: set[tuple[str, str, str]],
-) -> None:
-    account = figures.account
+def _row_rule(compiled: CompiledRule, table: _Table, now: datetime,
+              alerts: Mapping[AlertKey, Alert], result: Evaluation, seen: set[Key]) -> None:
+    rows, values = table.values(compiled)
     name = compiled.rule.name
-    if compiled.account_metric is not None:
-        value = compiled.account_metric(figures, now)
-        _record(compiled, (name, account.name, ""), account.exchange, value, alerts,
-                result, seen)
-        return
-    row_metric = compiled.row_metric
-    if row_metric is None:  # pragma: no cover - validation guarantees a metric for the scope
-        return
-    candidates = rows[1] if compiled.rule.scope == "position" else rows[0]
-    filtered = compiled.filters_rows
-    for asset, label in candidates:
-        if filtered and not compiled.fits_asset(asset):
-            continue
-        _record(compiled, (name, account.name, label), account.exchange,
-                row_metric(figures, asset), alerts, result, seen)
+    accounts, owner, labels = table.accounts, table.owner, table.labels
+    for index in _unknown(values):
+        row = rows[index]
+        _record_unknown(result, seen, alerts, (name, accounts[owner[row]].name, labels[row]))
+    hits = _past_lowest(compiled, values)
+    keys = [(name, accounts[owner[rows[index]]].name, labels[rows[index]]) for index, _ in hits]
+    _record_hits(compiled, keys, [accounts[owner[rows[index]]].exchange for index, _ in hits],
+                 [value for _, value in hits], now, alerts, result, seen)
 
 
-def _record(
-    compiled: CompiledRule, key: tuple[str, str, str], exchange: str, value: Decimal | None,
-    alerts: Mapping[AlertKey, Alert], result: Evaluation, seen: set[tuple[str, str, str]],
-) -> None:
-    previous = alerts.get(key)  # type: ignore[call-overload]  # a plain tuple equals its AlertKey
-    if previous is not None:
+def _account_rule(compiled: CompiledRule, table: _Table, now: datetime,
+                  alerts: Mapping[AlertKey, Alert], result: Evaluation, seen: set[Key]) -> None:
+    metric = compiled.account_metric
+    assert metric is not None
+    fitting = [a for a, account in enumerate(table.accounts) if compiled.fits_account(account)]
+    values = [metric(table.figures[a], now) for a in fitting]
+    name = compiled.rule.name
+    for index in _unknown(values):
+        _record_unknown(result, seen, alerts, (name, table.accounts[fitting[index]].name, ""))
+    hits = [(table.accounts[fitting[index]], value)
+            for index, value in _past_lowest(compiled, values)]
+    _record_hits(compiled, [(name, account.name, "") for account, _ in hits],
+                 [account.exchange for account, _ in hits], [value for _, value in hits],
+                 now, alerts, result, seen)
+
+
+def _unknown(values: list[Decimal | None]) -> list[int]:
+    return [index for index, value in enumerate(values) if value is None]
+
+
+def _past_lowest(compiled: CompiledRule,
+                 values: list[Decimal | None]) -> list[tuple[int, Decimal]]:
+    """Where a value breaches the rule's lowest level: the only rows that can start an alert."""
+    lowest = compiled.policy.levels[0][1]
+    if compiled.policy.when == "above":
+        return [(i, value) for i, value in enumerate(values)
+                if value is not None and value >= lowest]
+    return [(i, value) for i, value in enumerate(values) if value is not None and value <= lowest]
+
+
+def _record_unknown(result: Evaluation, seen: set[Key], alerts: Mapping[AlertKey, Alert],
+                    key: Key) -> None:
+    """An unknown input: the alert, if any, stays exactly as it is."""
+    if key in alerts:
         seen.add(key)
-    if value is None:
-        result.skipped.append(Skip(*key))
-        return  # unknown: the alert, if any, stays exactly as it is
-    if (previous is None or not previous.active) and compiled.safe_without_alert(value):
-        return  # safe, and no alert to advance
-    result.observations.append((compiled.policy, Observation(AlertKey(*key), exchange, value)))
+    result.skipped.append(Skip(*key))
+
+
+def _record_hits(compiled: CompiledRule, keys: list[Key], exchanges: list[str],
+                 values: list[Decimal], now: datetime, alerts: Mapping[AlertKey, Alert],
+                 result: Evaluation, seen: set[Key]) -> None:
+    """Rows past the lowest level: observe each, unless its firing alert simply holds."""
+    previous = list(map(alerts.get, keys))  # type: ignore[arg-type]  # a tuple equals its AlertKey
+    seen.update(key for key, alert in zip(keys, previous, strict=True) if alert is not None)
+    steady = lifecycle.Steady(compiled.policy, now)
+    for key, exchange, value, alert in zip(keys, exchanges, values, previous, strict=True):
+        if alert is None or not steady.holds(alert, value):
+            result.observations.append(
+                (compiled.policy, Observation(AlertKey(*key), exchange, value)))
+
+
+def _observe_unmet(rules: Sequence[CompiledRule], tables: list[_Table], now: datetime,
+                   alerts: Mapping[AlertKey, Alert], result: Evaluation, seen: set[Key]) -> None:
+    """Active alerts the scans did not meet: back on the safe side, or gone."""
+    by_name = {compiled.rule.name: compiled for compiled in rules}
+    where = {account.name: (table, index)
+             for table in tables for index, account in enumerate(table.accounts)}
+    for key in alerts.keys() - seen:  # a set difference in C: nearly every alert was met
+        alert = alerts[key]
+        if not alert.active:
+            continue
+        compiled = by_name.get(key.rule)
+        found = where.get(key.account)
+        if compiled is None or found is None:
+            continue  # a removed rule resolves elsewhere; a missing account proves nothing
+        table, account = found
+        value = _current_value(compiled, table, account, key.symbol, now)
+        if value is not None:
+            result.observations.append(
+                (compiled.policy, Observation(key, table.accounts[account].exchange, value)))
+        elif table.accounts[account].complete:
+            result.observations.append(
+                (compiled.policy, Observation(key, alert.exchange, None, gone=True)))
+
+
+def _current_value(compiled: CompiledRule, table: _Table, account: int, label: str,
+                   now: datetime) -> Decimal | None:
+    """The rule's value for one alert's row now; None when the row is gone or no longer fits.
+
+    (An unknown value was met by the scans, so None here always means gone.)
+    """
+    if not compiled.fits_account(table.accounts[account]):
+        return None
+    figures = table.figures[account]
+    if compiled.account_metric is not None:
+        return compiled.account_metric(figures, now)
+    row = table.find(account, label)
+    if row is None or not compiled.fits_asset(table.rows[row]):
+        return None
+    column = compiled.row_column
+    assert column is not None
+    return column([table.rows[row]], [figures])[0]
 
 
 @dataclass
@@ -224,10 +388,7 @@ def decide(
         previous = decisions.changed.get(observation.key) or alerts.get(observation.key)
         _apply(decisions, observation.key, previous,
                lifecycle.step(policy, previous, observation, now))
-    _resolve_removed_rules(rules, alerts, now, decisions)
-    for key, alert in alerts.items():
-        if lifecycle.expired(alert, now) and key not in decisions.changed:
-            decisions.dropped.add(key)
+    _resolve_removed_rules_and_expire(rules, alerts, now, decisions)
     return decisions
 
 
@@ -239,13 +400,17 @@ def step_into(decisions: Decisions, policy: Policy, observation: Observation,
     _apply(decisions, key, previous, lifecycle.step(policy, previous, observation, now))
 
 
-def _resolve_removed_rules(
+def _resolve_removed_rules_and_expire(
     rules: Sequence[CompiledRule], alerts: Mapping[AlertKey, Alert], now: datetime,
     decisions: Decisions,
 ) -> None:
+    """Resolve the alerts of rules that are gone; drop resolved alerts kept long enough."""
     names = {compiled.rule.name for compiled in rules} | BUILTIN_RULES
-    for key, alert in alerts.items():
-        if key.rule not in names and alert.active:
+    for key, alert in alerts.items():  # one pass: this runs over every stored alert
+        if alert.state is lifecycle.State.RESOLVED:
+            if lifecycle.expired(alert, now) and key not in decisions.changed:
+                decisions.dropped.add(key)
+        elif key[0] not in names:
             _apply(decisions, key, alert, lifecycle.resolve_removed(alert, now))
 
 

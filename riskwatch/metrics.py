@@ -14,10 +14,11 @@ Account equity: the reported equity (cached endpoint), else the account margin b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Literal
 
 from riskwatch.snapshot import Account, Asset
@@ -66,22 +67,27 @@ class AccountFigures:
         margin_balance = account_margin_balance(account, positions)
         by_market: dict[str | None, Decimal | None] = {}
         for asset in account.assets:
-            if asset.market_type not in by_market:
-                by_market[asset.market_type] = ZERO
-            running = by_market[asset.market_type]
-            by_market[asset.market_type] = (
-                None if running is None or asset.notional is None else running + abs(asset.notional)
+            market, notional = asset.market_type, asset.notional
+            running = by_market.get(market, ZERO)
+            by_market[market] = (
+                None if running is None or notional is None else running + abs(notional)
             )
         return cls(
             account=account,
             positions=positions,
             margin_balance=margin_balance,
             equity=account.equity if account.equity is not None else margin_balance,
-            gross_notional=_sum_known(
-                None if p.notional is None else abs(p.notional) for p in positions
-            ),
+            gross_notional=_gross([p.notional for p in positions]),
             notional_by_market=by_market,
         )
+
+
+def _gross(notionals: list[Decimal | None]) -> Decimal | None:
+    """Sum of |notional|, or None when any is unknown."""
+    try:
+        return sum(map(abs, notionals), ZERO)  # type: ignore[arg-type]
+    except TypeError:  # abs(None): an unknown notional
+        return None
 
 
 def account_margin_balance(account: Account, positions: tuple[Asset, ...]) -> Decimal | None:
@@ -103,16 +109,70 @@ def account_margin_balance(account: Account, positions: tuple[Asset, ...]) -> De
 
 RowMetric = Callable[[AccountFigures, Asset], Decimal | None]
 AccountMetric = Callable[[AccountFigures, datetime], Decimal | None]
+# A row metric over many rows at once: rows, and for each row the figures of its account.
+# The evaluator computes whole columns with comprehensions (issue 6: a Python call per
+# row and rule cost more than the rest of a poll); RowMetric is one row of the same formula.
+RowColumn = Callable[[Sequence[Asset], Sequence[AccountFigures]], list[Decimal | None]]
 
 
-def _row_margin_ratio(margin: Callable[[Asset], Decimal | None]) -> RowMetric:
-    def metric(figures: AccountFigures, asset: Asset) -> Decimal | None:
-        balance = asset.margin_balance if asset.margin_balance is not None else (
-            figures.margin_balance
-        )
-        return ratio(margin(asset), balance)
+def _ratios(numerators: Iterable[Decimal | None],
+            denominators: Iterable[Decimal | None]) -> list[Decimal | None]:
+    """:func:`ratio` pairwise; the usual case (both known, positive denominator) inline."""
+    return [n / d if n is not None and d is not None and d > 0 else ratio(n, d)
+            for n, d in zip(numerators, denominators, strict=True)]
 
-    return metric
+
+def _row_balances(assets: Sequence[Asset], figures: Sequence[AccountFigures]) -> list[
+        Decimal | None]:
+    """Each row's own margin balance, else its account's."""
+    return [a.margin_balance if a.margin_balance is not None else f.margin_balance
+            for a, f in zip(assets, figures, strict=True)]
+
+
+def _margin_ratio(field: str) -> RowColumn:
+    margin = attrgetter(field)
+
+    def column(assets: Sequence[Asset], figures: Sequence[AccountFigures]) -> list[
+            Decimal | None]:
+        return _ratios(map(margin, assets), _row_balances(assets, figures))
+
+    return column
+
+
+def _field(field: str) -> RowColumn:
+    read = attrgetter(field)
+
+    def column(assets: Sequence[Asset], _figures: Sequence[AccountFigures]) -> list[
+            Decimal | None]:
+        return list(map(read, assets))
+
+    return column
+
+
+def _abs_notional(assets: Sequence[Asset], _figures: Sequence[AccountFigures]) -> list[
+        Decimal | None]:
+    return [None if a.notional is None else abs(a.notional) for a in assets]
+
+
+def _notional_pct_total(assets: Sequence[Asset], figures: Sequence[AccountFigures]) -> list[
+        Decimal | None]:
+    """Reported ``notional_pct_total``, else |notional| over the account's gross notional
+    in the row's market type."""
+    return [a.notional_pct_total if a.notional_pct_total is not None
+            else _share_of_market(f, a) for a, f in zip(assets, figures, strict=True)]
+
+
+def _share_of_market(figures: AccountFigures, asset: Asset) -> Decimal | None:
+    if asset.notional is None:
+        return None
+    total = figures.notional_by_market.get(asset.market_type)
+    if total is None or total == 0:
+        return None
+    return abs(asset.notional) / total
+
+
+def _roe(assets: Sequence[Asset], _figures: Sequence[AccountFigures]) -> list[Decimal | None]:
+    return [ratio_or_none(a.unrealized_profit, a.initial_margin) for a in assets]
 
 
 def _account_margin_ratio(margin: Callable[[Asset], Decimal | None]) -> AccountMetric:
@@ -122,21 +182,6 @@ def _account_margin_ratio(margin: Callable[[Asset], Decimal | None]) -> AccountM
     return metric
 
 
-def _abs_notional(_figures: AccountFigures, asset: Asset) -> Decimal | None:
-    return None if asset.notional is None else abs(asset.notional)
-
-
-def _notional_pct_total(figures: AccountFigures, asset: Asset) -> Decimal | None:
-    if asset.notional_pct_total is not None:
-        return asset.notional_pct_total
-    if asset.notional is None:
-        return None
-    total = figures.notional_by_market.get(asset.market_type)
-    if total is None or total == 0:
-        return None
-    return abs(asset.notional) / total
-
-
 def _data_age(figures: AccountFigures, now: datetime) -> Decimal | None:
     taken_at = figures.account.taken_at
     if taken_at is None:
@@ -144,14 +189,27 @@ def _data_age(figures: AccountFigures, now: datetime) -> Decimal | None:
     return Decimal(max(0, round((now - taken_at).total_seconds(), 3))).quantize(Decimal("0.001"))
 
 
-ROW_METRICS: dict[str, dict[Scope, RowMetric]] = {
-    "maint_margin_ratio": {"position": _row_margin_ratio(lambda a: a.maint_margin)},
-    "initial_margin_ratio": {"position": _row_margin_ratio(lambda a: a.initial_margin)},
-    "leverage": {"position": lambda _f, a: a.leverage},
+ROW_COLUMNS: dict[str, dict[Scope, RowColumn]] = {
+    "maint_margin_ratio": {"position": _margin_ratio("maint_margin")},
+    "initial_margin_ratio": {"position": _margin_ratio("initial_margin")},
+    "leverage": {"position": _field("leverage")},
     "notional": {"position": _abs_notional, "asset": _abs_notional},
     "notional_pct_total": {"position": _notional_pct_total, "asset": _notional_pct_total},
-    "unrealized_pnl": {"position": lambda _f, a: a.unrealized_profit},
-    "roe": {"position": lambda _f, a: ratio_or_none(a.unrealized_profit, a.initial_margin)},
+    "unrealized_pnl": {"position": _field("unrealized_profit")},
+    "roe": {"position": _roe},
+}
+
+
+def _one_row(column: RowColumn) -> RowMetric:
+    def metric(figures: AccountFigures, asset: Asset) -> Decimal | None:
+        return column([asset], [figures])[0]
+
+    return metric
+
+
+ROW_METRICS: dict[str, dict[Scope, RowMetric]] = {
+    name: {scope: _one_row(column) for scope, column in scopes.items()}
+    for name, scopes in ROW_COLUMNS.items()
 }
 
 ACCOUNT_METRICS: dict[str, AccountMetric] = {

@@ -13,6 +13,7 @@ from riskwatch.alerts import (
     Observation,
     Policy,
     State,
+    Steady,
     expired,
     resolve_removed,
     step,
@@ -174,3 +175,23 @@ def test_firing_alert_remembers_what_it_crossed() -> None:
     assert alert is not None
     assert alert.value == Decimal("0.9") and alert.threshold == Decimal("0.8")
     assert alert.severity == "critical" and alert.firing_since == at(0)
+
+
+def _steady_case(p: Policy, value: str, later: float) -> tuple[bool, bool]:
+    """(Steady.holds, step left it untouched) for a firing warning seeing ``value``."""
+    alert, _ = run(policy(), [(0, "0.6")])
+    assert alert is not None and alert.state is State.FIRING
+    seen = Observation(KEY, "Bybit", Decimal(value))
+    stepped, notice = step(p, alert, seen, at(later))
+    return Steady(p, at(later)).holds(alert, Decimal(value)), (stepped is alert and notice is None)
+
+
+def test_steady_holds_exactly_when_step_would_change_nothing() -> None:
+    """Steady.holds (the evaluator's shortcut) agrees with step: same value, same level,
+    no reminder due -> holds; a reminder due, another value, or levels changed by a
+    reload that put the same value at critical -> does not."""
+    reloaded = policy(levels=(("warning", Decimal("0.4")), ("critical", Decimal("0.55"))))
+    cases = [(policy(), "0.6", 60), (policy(), "0.6", 3600), (policy(), "0.61", 60),
+             (reloaded, "0.6", 60)]
+    results = [_steady_case(p, value, later) for p, value, later in cases]
+    assert results == [(True, True), (False, False), (False, False), (False, False)]
