@@ -361,9 +361,9 @@ def _current_value(compiled: CompiledRule, table: _Table, account: int, label: s
     row = table.find(account, label)
     if row is None or not compiled.fits_asset(table.rows[row]):
         return None
-    column = compiled.row_column
-    assert column is not None
-    return column([table.rows[row]], [figures])[0]
+    metric = compiled.row_metric
+    assert metric is not None
+    return metric(figures, table.rows[row])
 
 
 @dataclass
