@@ -3,7 +3,8 @@
 Issue 6 asks for poll work within 3x of ``orjson.loads``. This script measures a lower
 bound for that work in pure Python with exact Decimals: each step a poll cannot skip,
 written the cheapest way known, and leaving out whatever a cleverer evaluator might
-avoid. If even this sum is above 3x, no rewrite in pure Python meets the target.
+avoid. Whatever lies between this sum and 3x is all that is left for everything else a
+poll does (README "Performance" has the figures and what they leave).
 
 Counted (median of several runs, collector paused, N accounts of the benchmark payload):
   1. bytes -> exact rows: riskwatch's own typed decode (msgspec into Decimal rows, with the
@@ -34,7 +35,7 @@ from typing import Any
 import orjson
 
 from benchmarks.generate import payload_bytes
-from benchmarks.poll_work import RULES, _median_seconds, poll_work
+from benchmarks.poll_work import RULES, median_seconds, poll_work
 from riskwatch.decode import read_snapshot
 from riskwatch.evaluate import CHUNK, compile_rules
 from riskwatch.rules import load_rules
@@ -48,8 +49,9 @@ FIELDS = {"leverage": "leverage", "notional": "notional", "unrealized_pnl": "unr
 
 def _gross_notionals(snapshot: Snapshot) -> list[Decimal]:
     """Step 2: each account's sum of |notional| (unknowns left out: cheaper, still a bound)."""
-    zero = Decimal(0)
-    return [sum((abs(a.notional) for a in account.assets if a.notional is not None), zero)
+    zero, notional = Decimal(0), attrgetter("notional")
+    # filter(None, ...) drops unknowns and zeros alike: neither changes the sum
+    return [sum(map(abs, filter(None, map(notional, account.assets))), zero)
             for account in snapshot.accounts]
 
 
@@ -120,7 +122,7 @@ def main() -> None:
          lambda: [a.value == v for a, v in zip(map(alerts.get, keys), values, strict=True)
                   if a is not None]),
     ]
-    times = [(name, _median_seconds(work, args.repeats)) for name, work in steps]
+    times = [(name, median_seconds(work, args.repeats)) for name, work in steps]
     floor = times[0][1]
     print(f"least pure-Python work for one poll, {args.accounts:,} accounts x 20 assets")
     for name, seconds in times:

@@ -51,7 +51,7 @@ def poll_work(body: bytes, shape: str, rules: list[CompiledRule],
     return updated
 
 
-def _median_seconds(work: Callable[[], Any], repeats: int) -> float:
+def median_seconds(work: Callable[[], Any], repeats: int) -> float:
     """Median wall time of ``work``, with the collector paused for the floor and the poll
     alike: left running, it walks the alerts held from earlier polls during
     ``orjson.loads`` and flatters the ratio (460 ms instead of 240 ms at 10,000 accounts)."""
@@ -81,8 +81,8 @@ def measure(accounts: int, shape: str, repeats: int) -> dict[str, Any]:
     body = payload_bytes(shape, accounts)
     rules = compile_rules(load_rules([RULES]))
     alerts = poll_work(body, shape, rules, {})  # steady state: the alerts of an earlier poll
-    floor = _median_seconds(lambda: orjson.loads(body), repeats)
-    work = _median_seconds(lambda: poll_work(body, shape, rules, alerts), repeats)
+    floor = median_seconds(lambda: orjson.loads(body), repeats)
+    work = median_seconds(lambda: poll_work(body, shape, rules, alerts), repeats)
     parsed, _ = _peak_bytes(lambda: orjson.loads(body))
     _, peak = _peak_bytes(lambda: poll_work(body, shape, rules, alerts))
     return {
@@ -127,7 +127,7 @@ def _growth(rows: list[dict[str, Any]], figure: str) -> float | None:
     """``figure`` at 10,000 accounts over 1,000 (linear growth is 10), when both were run.
 
     The floor's own growth is printed beside the poll's: on some machines parsing alone
-    grows faster than linearly (11.5 to 11.7 on the machine of README "Performance"),
+    grows faster than linearly (10.9 to 11.7 on the machine of README "Performance"),
     and the poll can hardly grow slower than its own parse.
     """
     by_size = {row["accounts"]: row for row in rows}
