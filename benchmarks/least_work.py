@@ -65,10 +65,10 @@ def _chunks(snapshot: Snapshot, totals: list[Decimal]) -> list[Chunk]:
         chunk: Chunk = {"asset": ([], []), "position": ([], [])}
         for account, total in zip(snapshot.accounts[start:start + CHUNK],
                                   totals[start:start + CHUNK], strict=True):
-            for asset in account.assets:
-                for scope in ("asset", "position")[:1 + (asset.asset_type == "position")]:
-                    chunk[scope][0].append(asset)
-                    chunk[scope][1].append(total)
+            positions = [a for a in account.assets if a.asset_type == "position"]
+            for scope, assets in (("asset", account.assets), ("position", positions)):
+                chunk[scope][0].extend(assets)
+                chunk[scope][1].extend([total] * len(assets))
         chunks.append(chunk)
     return chunks
 
