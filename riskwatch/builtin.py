@@ -7,15 +7,17 @@ into observations, and :func:`riskwatch.evaluate.decide` steps them.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from riskwatch.alerts import AlertKey, Observation, Policy
-from riskwatch.snapshot import Snapshot
+from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, Observation, Policy, State
+from riskwatch.snapshot import AccountProblem, Snapshot
 
 ONE = Decimal(1)
 ZERO = Decimal(0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 AUTH_FAILED = Policy(
     name="auth-failed", metric="auth", scope="source", levels=(("critical", ONE),),
@@ -28,6 +30,18 @@ ACCOUNT_ERROR = Policy(
 RULES_INVALID = Policy(
     name="rules-invalid", metric="rules", scope="source", levels=(("critical", ONE),),
     description="The rule files changed and no longer load; the previous rules stay in force.",
+)
+
+ACCOUNT_MISSING = Policy(
+    name="account-missing", metric="account_missing", scope="account",
+    levels=(("critical", ONE),),
+    description="This account is watched, or has alerts, but the API's answer does not "
+                "include it: nothing about it is being checked. Its alerts stay as they were.",
+)
+STORE_FAILED = Policy(
+    name="store-failed", metric="store", scope="source", levels=(("critical", ONE),),
+    description="The state store cannot be written: riskwatch cannot record alerts or send "
+                "through its outbox until it can.",
 )
 
 
@@ -64,6 +78,8 @@ class PollOutcome:
     error: str | None = None  # one line, for the alert text
     auth_failed: bool = False
     last_good_data: datetime | None = None  # newest data time of the last successful poll
+    answered: frozenset[str] = frozenset()  # accounts the answer named, read or not
+    expected: frozenset[str] = frozenset()  # accounts that must be in the answer
 
 
 def observe(
@@ -81,7 +97,48 @@ def observe(
                                                   detail=detail if outcome.auth_failed else "")))
     if outcome.snapshot is not None:
         observations.extend(_account_errors(outcome.snapshot))
+        observations.extend(_missing(outcome))
     return observations
+
+
+def expected_accounts(watched: frozenset[str] | None,
+                      with_alerts: Iterable[str]) -> frozenset[str]:
+    """The accounts a fresh answer must name: the watched ones, and those with alerts."""
+    return frozenset(with_alerts) if watched is None else watched
+
+
+def answered_accounts(snapshot: Snapshot) -> frozenset[str]:
+    """Every account the answer named: readable, unreadable, or in its ``errors``."""
+    return frozenset(account.name for account in snapshot.accounts) | frozenset(
+        problem.account for problem in snapshot.problems)
+
+
+def missing_accounts(outcome: PollOutcome) -> list[str]:
+    """The expected accounts a fresh answer left out, sorted."""
+    return sorted(outcome.expected - outcome.answered)
+
+
+def _missing(outcome: PollOutcome) -> list[tuple[Policy, Observation]]:
+    """``account-missing``: 1 for each expected account the answer left out, 0 for the rest."""
+    missing = set(missing_accounts(outcome))
+    return [
+        (ACCOUNT_MISSING, Observation(
+            AlertKey("account-missing", name), "", ONE if name in missing else ZERO,
+            detail="not in the API's answer" if name in missing else ""))
+        for name in sorted(outcome.expected)
+    ]
+
+
+def store_failed_notice(error: str, since: datetime, now: datetime, *,
+                        resolved: bool = False) -> Notice:
+    """The ``store-failed`` notice, made outside the lifecycle: it cannot wait in the store."""
+    alert = Alert(
+        key=AlertKey("store-failed", ""), state=State.RESOLVED if resolved else State.FIRING,
+        severity="critical", exchange="", metric="store", value=None, threshold=None,
+        since=since if not resolved else now, firing_since=since,
+        description=STORE_FAILED.description, detail=error[:500],
+    )
+    return Notice(NoticeKind.RESOLVED if resolved else NoticeKind.FIRING, alert)
 
 
 def _account_errors(snapshot: Snapshot) -> list[tuple[Policy, Observation]]:
@@ -109,3 +166,22 @@ def rules_invalid(error: str | None) -> tuple[Policy, Observation]:
     value = ONE if error else ZERO
     return RULES_INVALID, Observation(AlertKey("rules-invalid", ""), "", value,
                                       detail=error or "")
+
+
+def with_problems(
+    observations: Sequence[tuple[Policy, Observation]], problems: Sequence[AccountProblem],
+) -> list[tuple[Policy, Observation]]:
+    """``observations`` with an ``account-error`` for each account in ``problems``.
+
+    Evaluation finds these (numbers that could not be computed) after the poll's own
+    observations were made: each replaces that account's "no error" observation, so the
+    alert never resolves and fires again within one poll.
+    """
+    if not problems:
+        return list(observations)
+    found = _account_errors(Snapshot("cached", _EPOCH, (), tuple(problems)))
+    keys = {observation.key for _, observation in found}
+    kept = [(policy, seen) for policy, seen in observations
+            if seen.key not in keys or (seen.value is not None and seen.value > 0)]
+    already = {seen.key for _, seen in kept if seen.key in keys}
+    return kept + [(policy, seen) for policy, seen in found if seen.key not in already]

@@ -211,7 +211,7 @@ def _notify_breaches(settings: Settings, found: Sequence[Breach]) -> None:
         sink = router.sink(destination)
         body = (text.slack_message(notices, now) if sink.markup == "slack"
                 else text.terminal_message(notices, now))
-        result = sink.post(body)
+        result = asyncio.run(sink.post(body))
         if not result.ok:
             raise SettingsError(f"could not notify {destination}: {result.error}")
 

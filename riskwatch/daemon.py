@@ -15,23 +15,25 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
 
 from riskwatch import builtin, silences
 from riskwatch.acting import Actor
-from riskwatch.alerts import Alert, AlertKey
-from riskwatch.errors import RiskwatchError, StoreError, TreadAuthError, TreadError
+from riskwatch.alerts import Alert, AlertKey, State
+from riskwatch.errors import StoreError, TreadAuthError, TreadError
 from riskwatch.evaluate import CompiledRule, Decisions, decide
+from riskwatch.freshness import Admitted, Timeline
+from riskwatch.heartbeat import Heartbeat
 from riskwatch.logs import Redactor
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
 from riskwatch.perf import paused_gc, release_memory
 from riskwatch.rules import rule_files
 from riskwatch.runtime import load_compiled_rules
 from riskwatch.settings import Settings
-from riskwatch.snapshot import Snapshot, only_accounts
+from riskwatch.snapshot import only_accounts
 from riskwatch.store import Store
 from riskwatch.telemetry import Telemetry
 from riskwatch.tread import TreadClient
@@ -40,6 +42,8 @@ from riskwatch.web import Health, WebServer
 log = structlog.get_logger("riskwatch.daemon")
 Clock = Callable[[], datetime]
 STALL_INTERVALS = 3  # /healthz fails when the loop has not ticked for this many intervals
+# /readyz fails when a message has waited this long for Slack (at least; see not_ready)
+DELIVERY_STUCK_AFTER = timedelta(minutes=5)
 
 
 def utcnow() -> datetime:
@@ -88,7 +92,19 @@ class Daemon:
         self.web: WebServer | None = None
         self._rules_signature = rules_signature(settings.rules)
         self._skips_logged: set[tuple[str, str]] = set()
-        self.telemetry.rules_loaded.set(len(self.rules))
+        self._problems_logged: set[tuple[str, str]] = set()
+        self.telemetry.rules_in_force(c.rule.name for c in self.rules)
+        self.timeline = Timeline()
+        self.last_success: datetime | None = None  # the clock time of the last good poll
+        self.store_error: str | None = None
+        self._store_failed_since: datetime | None = None
+        self.oldest_waiting = 0.0  # seconds the oldest message has waited for Slack
+        self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, settings.stale_limit)
+        self._beat_for: datetime | None = None  # a good poll whose messages are not yet out
+        self._beat_ready = False
+        self.heartbeat = (Heartbeat(settings.heartbeat_url.get_secret_value(),
+                                    settings.deadline.total_seconds(), self.telemetry)
+                          if settings.heartbeat_url is not None else None)
 
     # ------------------------------------------------------------------ rules
 
@@ -104,14 +120,15 @@ class Daemon:
         self.reload_requested = False
         self._rules_signature = signature
         try:
-            self.rules = load_compiled_rules([self.settings.rules])
-        except RiskwatchError as error:
-            self.rules_error = str(error)
+            rules = load_compiled_rules([self.settings.rules])
+        except Exception as error:  # whatever the failure, the old rules stay in force
+            self.rules_error = (str(error) or type(error).__name__)[:2000]
             log.error("rules reload failed; the previous rules stay in force",
                       error=self.rules_error)
             return
+        self.rules = rules
         self.rules_error = None
-        self.telemetry.rules_loaded.set(len(self.rules))
+        self.telemetry.rules_in_force(c.rule.name for c in self.rules)
         log.info("rules reloaded", rules=len(self.rules))
 
     # ------------------------------------------------------------------ one poll
@@ -132,20 +149,27 @@ class Daemon:
         return leading
 
     async def poll_once(self) -> PollReport:
-        """Run one poll: fetch, evaluate, act, store, and wake the deliverer."""
+        """Run one poll: fetch, evaluate, act, store, and wake the deliverer.
+
+        Whatever goes wrong on the way, the poll ends as a counted failure that feeds
+        ``source-down``: an unexpected error never ends it silently.
+        """
         if not self.leader and not self.take_lead():
             return PollReport(False, 0, 0, "standing by")
         started = time.monotonic()
         now = self.clock()
         self._reload_rules()
         outcome = await self._fetch(now)
-        observations = builtin.observe(outcome, now, self.settings.stale_limit)
-        observations.append(builtin.rules_invalid(self.rules_error))
-        with paused_gc():
-            decisions = decide(self.rules, outcome.snapshot, self.alerts, now, observations)
+        outcome, decisions = self._decide(outcome, now)
         self._log_poll(outcome, decisions)
         muting = self.store.silences()
-        await self.actor.act(self.rules, decisions, self.alerts, outcome.snapshot, muting, now)
+        try:
+            await self.actor.act(self.rules, decisions, self.alerts, outcome.snapshot,
+                                 muting, now)
+        except StoreError:
+            raise
+        except Exception:  # alerts must go out even when acting on them breaks
+            log.exception("leverage actions failed; the alerts are still sent")
         notices = silences.apply(decisions.notices, self.alerts, decisions.changed, muting, now)
         messages = plan_messages(notices, decisions.changed, self.router)
         self.store.save_poll(decisions.changed, decisions.dropped, messages, now)
@@ -155,32 +179,87 @@ class Daemon:
         self.polls += 1
         if messages:
             self.deliverer.wake.set()
+        self._settle(outcome, now)
         self._measure(outcome, decisions, time.monotonic() - started)
         accounts = len(outcome.snapshot.accounts) if outcome.snapshot else 0
         report = PollReport(outcome.snapshot is not None, accounts, len(decisions.notices),
                             outcome.error)
+        log.debug("poll done", ok=report.ok, accounts=accounts, notices=report.notices,
+                  messages=len(messages), seconds=round(time.monotonic() - started, 3))
         del outcome
         release_memory()
         return report
+
+    def _decide(self, outcome: builtin.PollOutcome,
+                now: datetime) -> tuple[builtin.PollOutcome, Decisions]:
+        """The core's decisions; if the core itself fails, those of a failed poll."""
+        try:
+            return outcome, self._decisions(outcome, now)
+        except Exception as error:
+            failed = self._failed(f"unexpected error while evaluating: {_describe(error)}",
+                                  traceback=True)
+            return failed, self._decisions(failed, now)
+
+    def _decisions(self, outcome: builtin.PollOutcome, now: datetime) -> Decisions:
+        observations = builtin.observe(outcome, now, self.settings.stale_limit)
+        observations.append(builtin.rules_invalid(self.rules_error))
+        with paused_gc():
+            return decide(self.rules, outcome.snapshot, self.alerts, now, observations)
 
     async def _fetch(self, now: datetime) -> builtin.PollOutcome:
         watched = self.settings.watched
         try:
             snapshot = await self.client.snapshot(
                 self.settings.source, now, sorted(watched) if watched else None)
+            snapshot = only_accounts(snapshot, watched)
+            answered = builtin.answered_accounts(snapshot)
+            admitted = self.timeline.admit(snapshot, max(self.clock(), now))
         except TreadAuthError as error:
-            log.error("poll failed", error=str(error))
-            self.last_poll_error = str(error)
-            return builtin.PollOutcome(None, str(error), auth_failed=True,
-                                       last_good_data=self._last_good())
+            return self._failed(str(error), auth=True)
         except TreadError as error:
-            log.warning("poll failed", error=str(error))
-            self.last_poll_error = str(error)
-            return builtin.PollOutcome(None, str(error), last_good_data=self._last_good())
-        snapshot = only_accounts(snapshot, watched)
-        self.last_good_data = _newest_data(snapshot, now)
+            return self._failed(str(error))
+        except Exception as error:  # a bug or an input nobody foresaw: a failed poll
+            return self._failed(f"unexpected error while reading the answer: "
+                                f"{_describe(error)}", traceback=True)
+        self._note_time(admitted)
+        newest = _newest_data(admitted)
+        last_good = newest if newest is not None else self._last_good()
+        expected = builtin.expected_accounts(watched, (
+            key.account for key, alert in self.alerts.items()
+            if alert.active and key.account and key.rule != "account-error"))
+        return builtin.PollOutcome(admitted.snapshot, last_good_data=max(
+            last_good, self.last_good_data or last_good), answered=answered, expected=expected)
+
+    def _failed(self, error: str, *, auth: bool = False,
+                traceback: bool = False) -> builtin.PollOutcome:
+        """A failed poll: logged once (with the traceback of an unexpected error)."""
+        if traceback:
+            log.exception("poll failed", error=error)
+        elif auth:
+            log.error("poll failed", error=error)
+        else:
+            log.warning("poll failed", error=error)
+        self.last_poll_error = error
+        return builtin.PollOutcome(None, error, auth_failed=auth,
+                                   last_good_data=self._last_good())
+
+    def _note_time(self, admitted: Admitted) -> None:
+        if admitted.older:
+            self.telemetry.old_answers.inc(len(admitted.older))
+            log.info("answer older than one already seen; kept the newer data",
+                     accounts=list(admitted.older)[:20], count=len(admitted.older))
+        if admitted.future:
+            log.warning("data stamped in the future; counted as now", 
+                        accounts=list(admitted.future)[:20], count=len(admitted.future))
+
+    def _settle(self, outcome: builtin.PollOutcome, now: datetime) -> None:
+        """The poll is stored: only now does it count as a success for ``source-down``."""
+        if outcome.snapshot is None:
+            return
+        self.last_good_data = outcome.last_good_data
         self.last_poll_error = None
-        return builtin.PollOutcome(snapshot, last_good_data=self.last_good_data)
+        self.last_success = now
+        self._beat_for = now
 
     def _last_good(self) -> datetime:
         return self.last_good_data or self.started_at
@@ -200,10 +279,13 @@ class Daemon:
     def _log_poll(self, outcome: builtin.PollOutcome, decisions: Decisions) -> None:
         snapshot = outcome.snapshot
         if snapshot is not None:
-            for problem in snapshot.problems:
+            for problem in snapshot.problems:  # once each: the alert tells the rest
+                if (problem.account, problem.message) in self._problems_logged:
+                    continue
+                self._problems_logged.add((problem.account, problem.message))
                 log.warning("account problem", account=problem.account, symbol=problem.symbol,
                             exchange=problem.exchange, problem=problem.message,
-                            raw=repr(problem.raw)[:300])
+                            raw=_short_repr(problem.raw))
         for skip in decisions.skipped:
             if (skip.rule, skip.account) not in self._skips_logged:
                 self._skips_logged.add((skip.rule, skip.account))
@@ -225,19 +307,40 @@ class Daemon:
             return False, f"the poll loop has not run for {silent:.0f}s"
         return True, ""
 
+    def role(self) -> str:
+        """``leader`` or ``standby``, for /readyz."""
+        return "leader" if self.leader else "standby"
+
     def not_ready(self) -> list[str]:
-        """Why this process is not ready to be trusted (empty when it is)."""
+        """Why this process is not ready to be trusted (empty when it is).
+
+        A standby whose store works is ready: it can take over, and a rolling update
+        must be able to finish with one leader and several standbys.
+        """
         reasons = []
-        if not self.leader:
-            reasons.append("standby: another replica leads")
-        elif self.last_poll_error:
-            reasons.append(f"last poll failed: {self.last_poll_error}")
+        if self.store_error:
+            reasons.append(f"state store failed: {self.store_error}")
+        elif self.leader:
+            reasons.extend(self._leader_problems())
         if self.rules_error:
             reasons.append(f"rules invalid (previous rules in force): {self.rules_error}")
         if not self.rules:
             reasons.append("no rules loaded")
+        return reasons
+
+    def _leader_problems(self) -> list[str]:
+        reasons = []
+        if self.last_poll_error:
+            reasons.append(f"last poll failed: {self.last_poll_error}")
+        since = self.last_success or self.started_at
+        silent = (self.clock() - since).total_seconds()
+        if silent > self.settings.stale_limit.total_seconds():
+            reasons.append(f"no successful poll for {silent:.0f}s")
         if self.deliverer.permanent_error:
             reasons.append(f"Slack refuses delivery: {self.deliverer.permanent_error}")
+        if self.oldest_waiting > self.delivery_stuck_after.total_seconds():
+            reasons.append(f"Slack delivery stuck: the oldest message has waited "
+                           f"{self.oldest_waiting:.0f}s")
         return reasons
 
     # ------------------------------------------------------------------ the loop
@@ -251,8 +354,8 @@ class Daemon:
             loop.add_signal_handler(signum, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.settings.http != "off":
-            self.web = WebServer(self.settings.http, Health(self.alive, self.not_ready),
-                                 self.telemetry)
+            self.web = WebServer(self.settings.http,
+                                 Health(self.alive, self.not_ready, self.role), self.telemetry)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._tick, "interval", args=[cycles],
@@ -284,6 +387,9 @@ class Daemon:
             await asyncio.wait_for(self.deliverer.deliver_due(), timeout=3)
         if self.web is not None:
             self.web.close()
+        if self.heartbeat is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.heartbeat.wait(), timeout=3)
         self.store.release_lead()
         log.info("riskwatch stopped", polls=self.polls)
 
@@ -291,17 +397,68 @@ class Daemon:
         self.last_tick = time.monotonic()
         if self.stop_event.is_set():
             return
+        await self.tick_once()
+        if cycles is not None and self.polls >= cycles:
+            self.stop_event.set()
+
+    async def tick_once(self) -> None:
+        """One tick of the loop: lead if possible, poll, and watch the store and outbox."""
         try:
             self.take_lead()
             if self.leader:
                 await self.poll_once()
-        except StoreError as error:  # the store is down: stand by until it is back
-            log.error("state store failed; standing by", error=str(error))
-            self.leader = self.deliverer.active = False
-        except Exception:  # the loop must survive any one bad poll
-            log.exception("poll crashed")
-        if cycles is not None and self.polls >= cycles:
-            self.stop_event.set()
+                self._watch_outbox()
+                await self._store_works()
+                self._beat()
+        except StoreError as error:  # nothing is lost: the poll runs again next tick
+            await self._store_fails(str(error))
+        except Exception as error:  # the loop must survive any one bad poll, and say so
+            self._failed(f"unexpected error: {_describe(error)}", traceback=True)
+            self.telemetry.polls.labels("error").inc()
+
+    def _watch_outbox(self) -> None:
+        """Waiting and refused messages, and the age of the oldest, for /metrics and /readyz."""
+        summary = self.store.outbox_summary()
+        now = self.clock()
+        oldest = summary.oldest_pending
+        self.oldest_waiting = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+        self.telemetry.oldest_waiting.set(self.oldest_waiting)
+        self.telemetry.outbox.labels("pending").set(summary.pending)
+        self.telemetry.outbox.labels("failed").set(summary.failed)
+        if self._beat_for is not None and (oldest is None or oldest > self._beat_for):
+            self._beat_ready = True
+
+    def _beat(self) -> None:
+        """Call the heartbeat once a good poll's messages have all been handed to Slack."""
+        if not self._beat_ready:
+            return
+        self._beat_ready = False
+        self._beat_for = None
+        if self.heartbeat is not None:
+            firing = sum(1 for alert in self.alerts.values() if alert.state is State.FIRING)
+            self.heartbeat.beat({"status": "ok", "polls": self.polls, "firing": firing,
+                                 "waiting_messages": 0})
+
+    async def _store_fails(self, error: str) -> None:
+        """Stand back until the store works; tell the desk at once, past the store."""
+        log.error("state store failed; retrying next tick (nothing is lost)", error=error)
+        self.leader = self.deliverer.active = False  # the next lead reloads the stored state
+        self.telemetry.leader.set(0)
+        if self.store_error is None:
+            now = self.clock()
+            self._store_failed_since = now
+            await self.deliverer.send_now([builtin.store_failed_notice(error, now, now)])
+        self.store_error = error
+
+    async def _store_works(self) -> None:
+        if self.store_error is None:
+            return
+        log.info("state store works again", was=self.store_error)
+        now = self.clock()
+        since = self._store_failed_since or now
+        notice = builtin.store_failed_notice(self.store_error, since, now, resolved=True)
+        self.store_error = self._store_failed_since = None
+        await self.deliverer.send_now([notice])
 
 
 def rules_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
@@ -313,6 +470,24 @@ def rules_signature(path: Path) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
-def _newest_data(snapshot: Snapshot, now: datetime) -> datetime:
+def _newest_data(admitted: Admitted) -> datetime | None:
+    """The newest data time of the accounts let through; the answer's own time when it
+    named no account at all; None when every account it named was older than seen."""
+    snapshot = admitted.snapshot
     times = [account.taken_at for account in snapshot.accounts if account.taken_at is not None]
-    return max(times) if times else now
+    if times:
+        return max(times)
+    return None if admitted.older else snapshot.received_at
+
+
+def _short_repr(value: object) -> str:
+    try:
+        return repr(value)[:300]
+    except RecursionError:
+        return "(nested too deeply to show)"
+
+
+def _describe(error: BaseException) -> str:
+    """``TypeName: message`` in one line of at most 300 characters."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}"[:300] if text else type(error).__name__

@@ -81,7 +81,7 @@ def read_snapshot(body: bytes, source: Source, received_at: datetime, what: str)
         if source == "live":
             return _clean_live(_LIVE.decode(body), received_at)
         return _clean_cached(_CACHED.decode(body), received_at)
-    except (msgspec.DecodeError, _NotClean):
+    except (msgspec.DecodeError, _NotClean, RecursionError):
         data = parse_json(body, what)
         return from_live(data, received_at) if source == "live" else from_cached(data,
                                                                                   received_at)
@@ -91,7 +91,9 @@ def parse_json(body: bytes, what: str) -> Any:
     """Decode any JSON body with every non-integer number as an exact Decimal."""
     try:
         return json.loads(body, parse_float=Decimal)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise TreadBadResponse(f"{what}: the API sent JSON nested too deeply to read") from None
+    except ValueError:
         start = body[:1].decode("ascii", "replace")
         kind = "an HTML page" if start == "<" else "a body that is not JSON"
         raise TreadBadResponse(f"{what}: the API sent {kind}") from None

@@ -13,6 +13,7 @@ The tree::
         ├── TreadTimeout           no answer in time
         ├── TreadUnreachable       no connection (DNS, refused, reset)
         └── TreadBadResponse       a 2xx body that is not the JSON we expect
+            └── TreadTooLarge      an answer over RISKWATCH_MAX_RESPONSE_BYTES
 
 Messages never contain a secret: they are built from status codes, URLs without
 credentials and the API's own error text.
@@ -96,3 +97,7 @@ class TreadUnreachable(TreadError):
 
 class TreadBadResponse(TreadError):
     """The API answered 2xx with a body that is not the expected JSON."""
+
+
+class TreadTooLarge(TreadBadResponse):
+    """The answer is larger than RISKWATCH_MAX_RESPONSE_BYTES; it was not read to the end."""

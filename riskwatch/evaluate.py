@@ -14,6 +14,7 @@ from decimal import Decimal
 from fnmatch import translate
 
 from riskwatch import alerts as lifecycle
+from riskwatch import builtin as builtins
 from riskwatch.alerts import Alert, AlertKey, Notice, Observation, Policy
 from riskwatch.metrics import (
     ACCOUNT_METRICS,
@@ -25,7 +26,7 @@ from riskwatch.metrics import (
     RowMetric,
 )
 from riskwatch.rules import BUILTIN_RULES, Rule
-from riskwatch.snapshot import Account, Asset, Snapshot
+from riskwatch.snapshot import Account, AccountProblem, Asset, Snapshot
 
 
 def _globs(patterns: list[str] | None) -> re.Pattern[str] | None:
@@ -116,6 +117,13 @@ class Evaluation:
 
     observations: list[tuple[Policy, Observation]] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    unreadable: list[AccountProblem] = field(default_factory=list)  # could not be computed
+
+    def merge(self, other: Evaluation) -> None:
+        """Add what ``other`` (a chunk's evaluation) found."""
+        self.observations.extend(other.observations)
+        self.skipped.extend(other.skipped)
+        self.unreadable.extend(other.unreadable)
 
 
 Row = tuple[Asset, str]  # an asset and the symbol its alerts are keyed by
@@ -258,16 +266,49 @@ def evaluate(
     seen: set[int] = set()
     tables = []
     for start in range(0, len(snapshot.accounts), CHUNK):
-        table = _Table(snapshot.accounts[start:start + CHUNK])
-        for compiled in rules:
-            if compiled.account_metric is not None:
-                _account_rule(compiled, table, now, alerts, result, seen)
-            else:
-                _row_rule(compiled, table, now, alerts, result, seen)
-        table.forget_columns()
-        tables.append(table)
+        chunk = snapshot.accounts[start:start + CHUNK]
+        try:
+            tables.append(_evaluate_chunk(rules, chunk, now, alerts, result, seen))
+        except Exception:  # one account's numbers broke the arithmetic: find which
+            for account in chunk:
+                table = _evaluate_alone(rules, account, now, alerts, result, seen)
+                if table is not None:
+                    tables.append(table)
     _observe_unmet(rules, tables, now, alerts, result, seen)
     return result
+
+
+def _evaluate_chunk(rules: Sequence[CompiledRule], accounts: Sequence[Account], now: datetime,
+                    alerts: Mapping[AlertKey, Alert], result: Evaluation,
+                    seen: set[int]) -> _Table:
+    """Every rule over a few accounts; ``result`` and ``seen`` change only on success."""
+    found = Evaluation()
+    met: set[int] = set()
+    table = _Table(accounts)
+    for compiled in rules:
+        if compiled.account_metric is not None:
+            _account_rule(compiled, table, now, alerts, found, met)
+        else:
+            _row_rule(compiled, table, now, alerts, found, met)
+    table.forget_columns()
+    result.merge(found)
+    seen.update(met)
+    return table
+
+
+def _evaluate_alone(rules: Sequence[CompiledRule], account: Account, now: datetime,
+                    alerts: Mapping[AlertKey, Alert], result: Evaluation,
+                    seen: set[int]) -> _Table | None:
+    """One account on its own; if it cannot be computed, an ``account-error`` for it alone.
+
+    Its alerts are then not met and not in any table, so they stay exactly as they were.
+    """
+    try:
+        return _evaluate_chunk(rules, [account], now, alerts, result, seen)
+    except Exception as error:
+        message = f"its numbers could not be computed ({type(error).__name__})"
+        result.unreadable.append(AccountProblem(account.name, message, account.exchange))
+        return None
 
 
 def _row_rule(compiled: CompiledRule, table: _Table, now: datetime,
@@ -350,7 +391,14 @@ def _observe_unmet(rules: Sequence[CompiledRule], tables: list[_Table], now: dat
         if compiled is None or found is None:
             continue  # a removed rule resolves elsewhere; a missing account proves nothing
         table, account = found
-        value = _current_value(compiled, table, account, key.symbol, now)
+        try:
+            value = _current_value(compiled, table, account, key.symbol, now)
+        except Exception as error:  # the alert stays as it is; the account is reported
+            found_account = table.accounts[account]
+            result.unreadable.append(AccountProblem(
+                found_account.name, f"its numbers could not be computed ({type(error).__name__})",
+                found_account.exchange))
+            continue
         if value is not None:
             result.observations.append(
                 (compiled.policy, Observation(key, table.accounts[account].exchange, value)))
@@ -398,6 +446,7 @@ def decide(
     """One poll's decisions. ``snapshot`` is None when the poll failed: rule alerts stay."""
     evaluation = evaluate(rules, snapshot, alerts, now) if snapshot else Evaluation()
     decisions = Decisions(skipped=evaluation.skipped)
+    builtin = builtins.with_problems(builtin, evaluation.unreadable)
     for policy, observation in [*builtin, *evaluation.observations]:
         previous = decisions.changed.get(observation.key) or alerts.get(observation.key)
         _apply(decisions, observation.key, previous,
@@ -461,13 +510,14 @@ class Breach:
 def breaches(rules: Sequence[CompiledRule], snapshot: Snapshot, now: datetime) -> list[Breach]:
     """Every breach in the snapshot, and every account problem as an ``account-error``."""
     found: list[Breach] = []
-    for policy, seen in evaluate(rules, snapshot, {}, now).observations:
+    evaluation = evaluate(rules, snapshot, {}, now)
+    for policy, seen in evaluation.observations:
         hit = policy.breached(seen.value, None) if seen.value is not None else None
         if hit is not None and seen.value is not None:
             found.append(Breach(policy.name, hit[0], policy.scope, seen.key.account,
                                 seen.exchange, seen.key.symbol or None, policy.metric,
                                 seen.value, hit[1]))
-    for problem in snapshot.problems:
+    for problem in [*snapshot.problems, *evaluation.unreadable]:
         found.append(Breach("account-error", "warning", "account", problem.account,
                             problem.exchange or "", problem.symbol, "account_error",
                             Decimal(1), Decimal(1), problem.message))

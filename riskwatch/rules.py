@@ -35,7 +35,7 @@ from riskwatch.metrics import ALL_METRICS, scopes_of
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")  # lowest first
 BUILTIN_RULES = frozenset({"source-down", "auth-failed", "account-error", "rules-invalid",
-                           "action-limit"})
+                           "action-limit", "account-missing", "store-failed"})
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 Duration = Annotated[

@@ -29,13 +29,14 @@ def build_router(settings: Settings, *, terminal: bool = False) -> Router:
     """Destinations from the Slack settings; the terminal when Slack is not set (or asked for)."""
     sinks: dict[str, Sink] = {}
     default: list[str] = []
+    deadline = settings.deadline.total_seconds()
     router = Router(sinks, default)
     if settings.slack_bot_token is not None and settings.slack_channel:
         token = settings.slack_bot_token.get_secret_value()
         api_url = settings.slack_api_url
 
         def web(channel: str) -> Sink:
-            return SlackWebSink(token, channel, api_url)
+            return SlackWebSink(token, channel, api_url, deadline=deadline)
 
         destination = f"slack:{settings.slack_channel}"
         sinks[destination] = web(settings.slack_channel)
@@ -43,7 +44,8 @@ def build_router(settings: Settings, *, terminal: bool = False) -> Router:
         router.slack_web = web
         router.web_default_channel = settings.slack_channel
     elif settings.slack_webhook_url is not None:
-        sinks["webhook"] = SlackWebhookSink(settings.slack_webhook_url.get_secret_value())
+        sinks["webhook"] = SlackWebhookSink(settings.slack_webhook_url.get_secret_value(),
+                                            deadline=deadline)
         default.append("webhook")
     if terminal or not default:
         sinks["terminal"] = TerminalSink()
@@ -61,7 +63,9 @@ def api_timeout(settings: Settings) -> httpx.Timeout:
 def open_client(settings: Settings) -> TreadClient:
     """The API client (requires RISKWATCH_TREAD_TOKEN)."""
     return TreadClient(make_http_client(settings.tread_url, settings.token(),
-                                        timeout=api_timeout(settings)))
+                                        timeout=api_timeout(settings)),
+                       deadline=settings.deadline.total_seconds(),
+                       max_bytes=settings.max_response_bytes)
 
 
 def open_state(settings: Settings) -> Store:

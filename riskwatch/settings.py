@@ -8,6 +8,7 @@ names the variable, never its value when the value is a secret.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,6 +20,18 @@ from riskwatch.durations import parse_duration
 from riskwatch.errors import SettingsError
 
 PREFIX = "RISKWATCH_"
+# 10,000 accounts of 20 assets are about 72 MB of JSON: room for nearly twice that
+DEFAULT_MAX_RESPONSE_BYTES = 128 * 1024 * 1024
+_SIZE = re.compile(r"^\s*(\d+)\s*(|k|m|g)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """``128MiB``, ``64m``, ``500000``: a size in bytes (the units are powers of 1024)."""
+    found = _SIZE.match(text)
+    if found is None:
+        raise ValueError("expected a size such as 134217728, 128MiB or 64M")
+    return int(found.group(1)) * _UNITS[found.group(2).lower()]
 DEFAULT_SECRETS_DIR = "/run/secrets"
 
 Duration = Annotated[timedelta, NoDecode, Field(validate_default=True)]
@@ -53,8 +66,11 @@ class Settings(BaseSettings):
     http: str = "127.0.0.1:9464"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    request_deadline: Annotated[timedelta | None, NoDecode] = None
+    max_response_bytes: Annotated[int, NoDecode] = DEFAULT_MAX_RESPONSE_BYTES
+    heartbeat_url: SecretStr | None = None
 
-    @field_validator("poll_interval", "stale_after", mode="before")
+    @field_validator("poll_interval", "stale_after", "request_deadline", mode="before")
     @classmethod
     def _parse_durations(cls, value: Any) -> Any:
         if value is None or value == "":
@@ -66,6 +82,33 @@ class Settings(BaseSettings):
     def _positive_interval(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=0.1):
             raise ValueError("must be at least 0.1s")
+        return value
+
+    @field_validator("request_deadline")
+    @classmethod
+    def _positive_deadline(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(seconds=0.1):
+            raise ValueError("must be at least 0.1s")
+        return value
+
+    @field_validator("max_response_bytes", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("max_response_bytes")
+    @classmethod
+    def _sane_size(cls, value: int) -> int:
+        if value < 1024:
+            raise ValueError("must be at least 1KiB")
+        return value
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("http://",
+                                                                         "https://")):
+            raise ValueError("must start with http:// or https://")
         return value
 
     @field_validator("accounts", mode="before")
@@ -105,12 +148,26 @@ class Settings(BaseSettings):
                              "set; choose one")
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("RISKWATCH_SLACK_CHANNEL is required with RISKWATCH_SLACK_BOT_TOKEN")
+        if self.request_deadline is not None and self.request_deadline >= self.stale_limit:
+            raise ValueError("RISKWATCH_REQUEST_DEADLINE must be shorter than "
+                             "RISKWATCH_STALE_AFTER, or a hung call would hide source-down")
         return self
 
     @property
     def stale_limit(self) -> timedelta:
         """``stale_after``, defaulting to three poll intervals."""
         return self.stale_after if self.stale_after is not None else 3 * self.poll_interval
+
+    @property
+    def deadline(self) -> timedelta:
+        """``request_deadline``, by default half of ``stale_limit`` and at most 30 s.
+
+        Half of STALE_AFTER leaves room for one hung call and one more poll before
+        ``source-down`` is due, so a hung API is announced on time.
+        """
+        if self.request_deadline is not None:
+            return self.request_deadline
+        return min(self.stale_limit / 2, timedelta(seconds=30))
 
     @property
     def watched(self) -> frozenset[str] | None:
@@ -125,7 +182,8 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value set, for the redaction safety net in logs and errors."""
-        values = (self.tread_token, self.slack_bot_token, self.slack_webhook_url)
+        values = (self.tread_token, self.slack_bot_token, self.slack_webhook_url,
+                  self.heartbeat_url)
         return [value.get_secret_value() for value in values
                 if value is not None and len(value.get_secret_value()) >= 4]
 

@@ -3,11 +3,13 @@ every daemon, and every test, has its own."""
 
 from __future__ import annotations
 
+import platform
 from collections import Counter as Tally
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from riskwatch import __version__
 from riskwatch.alerts import Alert
 
 POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -42,10 +44,37 @@ class Telemetry:
                             ["status"], registry=r)
         self.leader = Gauge("riskwatch_leader", "1 while this process is the leader.",
                             registry=r)
+        self.oldest_waiting = Gauge(
+            "riskwatch_outbox_oldest_message_age_seconds",
+            "Seconds the oldest message still waiting for Slack has waited (0: none).",
+            registry=r)
+        self.old_answers = Counter(
+            "riskwatch_out_of_order_answers",
+            "Account answers older than one already seen, ignored (time never goes back).",
+            registry=r)
+        self.heartbeats = Counter("riskwatch_heartbeats", "Heartbeat calls by result.",
+                                  ["result"], registry=r)
+        self.build = Info("riskwatch_build", "The running riskwatch.", registry=r)
+        self.build.info({"version": __version__, "python": platform.python_version()})
         for result in ("ok", "error", "auth_error"):
             self.polls.labels(result)
         for result in ("sent", "retry", "failed"):
             self.notifications.labels(result)
+        for mode in ("off", "dry-run", "enforce"):
+            for outcome in ("acted", "dry-run", "skipped", "failed"):
+                self.actions.labels(mode, outcome)
+        for status in ("pending", "failed"):
+            self.outbox.labels(status)
+        for result in ("ok", "failed"):
+            self.heartbeats.labels(result)
+
+    def rules_in_force(self, names: Iterable[str]) -> None:
+        """Every rule's skip counter exists from the first scrape, at 0 until it skips."""
+        count = 0
+        for name in names:
+            self.skips.labels(name)
+            count += 1
+        self.rules_loaded.set(count)
 
     def count_alerts(self, alerts: Iterable[Alert]) -> None:
         """Set the alerts gauge from the current alert states."""

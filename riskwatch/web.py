@@ -26,6 +26,7 @@ class Health:
 
     alive: Callable[[], tuple[bool, str]]
     ready: Callable[[], list[str]]  # reasons not to be ready; empty when ready
+    role: Callable[[], str] = lambda: "leader"  # leader or standby
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -53,7 +54,8 @@ def make_app(health: Health, telemetry: Telemetry) -> Callable[..., Iterable[byt
         if path == "/readyz":
             reasons = health.ready()
             return _json(start_response, not reasons,
-                         {"status": "ready" if not reasons else "not ready", "reasons": reasons})
+                         {"status": "ready" if not reasons else "not ready",
+                          "role": health.role(), "reasons": reasons})
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found: try /healthz, /readyz or /metrics\n"]
 

@@ -159,6 +159,35 @@ class Deliverer:
             if not progressed:
                 return min(waits) if waits else None
 
+    async def send_now(self, notices: Sequence[Notice]) -> bool:
+        """Post ``notices`` to every default destination at once, bypassing the outbox.
+
+        For what cannot wait in the state store because the store itself fails
+        (``store-failed``). True when every destination accepted it.
+        """
+        now = self.clock()
+        delivered = True
+        for destination in self.router.default:
+            sink = self.router.sink(destination)
+            body = (text.slack_message(list(notices), now) if sink.markup == "slack"
+                    else text.terminal_message(list(notices), now))
+            try:
+                result = await sink.post(self.mask(body), None)
+            except Exception as error:  # a sink must not stop the others
+                result = Delivery(ok=False, error=type(error).__name__)
+            if not result.ok:
+                delivered = False
+                log.error("direct delivery failed", destination=destination,
+                          error=result.error)
+        return delivered
+
+    def oldest_waiting(self, now: datetime) -> float:
+        """Seconds the oldest message still waiting for its destination has waited (0: none)."""
+        heads = self._heads()
+        if not heads:
+            return 0.0
+        return max(0.0, max((now - row.created_at).total_seconds() for row in heads))
+
     def _heads(self) -> list[OutboxRow]:
         """The oldest waiting message of each destination (later ones wait: order is kept)."""
         return self.store.outbox_heads()
@@ -189,7 +218,7 @@ class Deliverer:
         if parent:
             landed = self.store.slack_message(str(parent))
             thread_ts = landed.ts if landed else None
-        return await asyncio.to_thread(sink.post, self.mask(body), thread_ts)
+        return await sink.post(self.mask(body), thread_ts)
 
     async def _update(self, sink: Sink, parent: str) -> Delivery:
         landed = self.store.slack_message(parent)
@@ -199,12 +228,12 @@ class Deliverer:
         if not alerts:
             return Delivery(ok=True)
         body = text.current_state_message(alerts, self.clock())
-        result = await asyncio.to_thread(sink.update, landed.channel, landed.ts, self.mask(body))
+        result = await sink.update(landed.channel, landed.ts, self.mask(body))
         if not result.ok and result.error in UPDATE_REFUSED:
             # the firing message is gone or too old to edit: say the same in a new message
             log.info("slack refused the in-place update; posting the state anew",
                      error=result.error, message=parent)
-            return await asyncio.to_thread(sink.post, self.mask(body), None)
+            return await sink.post(self.mask(body), None)
         return result
 
     def _settle(self, row: OutboxRow, result: Delivery) -> None:

@@ -7,19 +7,22 @@ as Alertmanager's notifiers do.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.webhook import WebhookClient
+import httpx
 
 SLACK_TIMEOUT_SECONDS = 10
+DEFAULT_DEADLINE_SECONDS = 20.0  # one attempt in all, however slowly Slack answers
 PERMANENT_WEBHOOK_ERRORS = frozenset({"invalid_payload", "no_service", "channel_not_found",
                                       "channel_is_archived", "action_prohibited",
                                       "no_active_hooks", "invalid_token"})
 UPDATE_REFUSED = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+RETRYABLE_API_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error",
+                                  "service_unavailable", "request_timeout"})
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,10 @@ class Sink(Protocol):
     markup: str  # "slack" or "plain"
     threads: bool  # can reply in threads and update messages in place
 
-    def post(self, text: str, thread_ts: str | None = None) -> Delivery:
+    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Send one message (as a reply in ``thread_ts`` where supported)."""
 
-    def update(self, channel: str, ts: str, text: str) -> Delivery:
+    async def update(self, channel: str, ts: str, text: str) -> Delivery:
         """Rewrite an earlier message in place."""
 
 
@@ -56,27 +59,21 @@ class TerminalSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 
-    def post(self, text: str, thread_ts: str | None = None) -> Delivery:
+    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Print the message."""
         stream = self.stream or sys.stdout
         print(text, file=stream, flush=True)
         return Delivery(ok=True)
 
-    def update(self, channel: str, ts: str, text: str) -> Delivery:  # pragma: no cover
+    async def update(self, channel: str, ts: str, text: str) -> Delivery:  # pragma: no cover
         """The terminal cannot rewrite; never called because ``threads`` is False."""
         return Delivery(ok=True)
 
 
-def _retry_after(headers: object) -> float | None:
-    value = None
-    if isinstance(headers, dict):
-        value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
-    elif headers is not None:
-        value = getattr(headers, "get", lambda _k: None)("Retry-After")
-    if isinstance(value, list):
-        value = value[0] if value else None
+def _retry_after(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
     try:
-        return max(float(str(value)), 0.0) if value is not None else None
+        return max(float(value), 0.0) if value is not None else None
     except ValueError:
         return None
 
@@ -85,51 +82,84 @@ def _network_failure(error: Exception) -> Delivery:
     return Delivery(ok=False, retryable=True, error=f"network: {type(error).__name__}")
 
 
+class _SlackHttp:
+    """One POST to Slack with a total deadline: a Slack that trickles its answer costs at
+    most ``deadline`` seconds per attempt, and the attempt is then retried later."""
+
+    def __init__(self, timeout: float, deadline: float,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.timeout = timeout
+        self.deadline = deadline
+        self.transport = transport
+
+    async def send(self, url: str, body: dict[str, Any],
+                   headers: dict[str, str]) -> httpx.Response | Delivery:
+        """The response, or the Delivery that says why there is none."""
+        try:
+            async with asyncio.timeout(self.deadline):
+                async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport,
+                                             follow_redirects=False) as client:
+                    response = await client.post(
+                        url, content=json.dumps(body).encode(),
+                        headers={"Content-Type": "application/json; charset=utf-8",
+                                 "User-Agent": "riskwatch", **headers})
+                    await response.aread()
+                    return response
+        except TimeoutError:
+            return Delivery(ok=False, retryable=True,
+                            error=f"no answer within the {self.deadline:g}s deadline")
+        except Exception as error:
+            return _network_failure(error)
+
+
 class SlackWebSink:
     """``chat.postMessage`` and ``chat.update`` with a bot token."""
 
     markup = "slack"
     threads = True
 
-    def __init__(self, token: str, channel: str, base_url: str) -> None:
+    def __init__(self, token: str, channel: str, base_url: str, *,
+                 deadline: float = DEFAULT_DEADLINE_SECONDS,
+                 timeout: float = SLACK_TIMEOUT_SECONDS) -> None:
         self.channel = channel
-        self.client = WebClient(token=token, base_url=base_url, timeout=SLACK_TIMEOUT_SECONDS,
-                                retry_handlers=[])
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self.http = _SlackHttp(timeout, deadline)
 
-    def post(self, text: str, thread_ts: str | None = None) -> Delivery:
+    async def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any] | Delivery:
+        answer = await self.http.send(self.base_url + method, body, self._auth)
+        if isinstance(answer, Delivery):
+            return answer
+        try:
+            data = answer.json()
+        except ValueError:
+            data = None
+        if answer.status_code == 200 and isinstance(data, dict) and data.get("ok"):
+            return data
+        code = data.get("error") if isinstance(data, dict) else None
+        status = answer.status_code
+        retryable = status == 429 or status >= 500 or code in RETRYABLE_API_ERRORS
+        return Delivery(ok=False, retryable=retryable, error=str(code or f"HTTP {status}"),
+                        retry_after=_retry_after(answer.headers))
+
+    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Post to the channel, or into a thread."""
-        try:
-            response = self.client.chat_postMessage(
-                channel=self.channel, text=text, thread_ts=thread_ts, unfurl_links=False,
-                unfurl_media=False, mrkdwn=True,
-            )
-        except SlackApiError as error:
-            return _api_failure(error)
-        except Exception as error:
-            return _network_failure(error)
-        return Delivery(ok=True, channel=str(response.get("channel") or self.channel),
-                        ts=str(response.get("ts")) if response.get("ts") else None)
+        body: dict[str, Any] = {"channel": self.channel, "text": text, "unfurl_links": False,
+                                "unfurl_media": False, "mrkdwn": True}
+        if thread_ts:
+            body["thread_ts"] = thread_ts
+        data = await self._call("chat.postMessage", body)
+        if isinstance(data, Delivery):
+            return data
+        return Delivery(ok=True, channel=str(data.get("channel") or self.channel),
+                        ts=str(data.get("ts")) if data.get("ts") else None)
 
-    def update(self, channel: str, ts: str, text: str) -> Delivery:
+    async def update(self, channel: str, ts: str, text: str) -> Delivery:
         """Rewrite a message the bot posted earlier."""
-        try:
-            self.client.chat_update(channel=channel, ts=ts, text=text)
-        except SlackApiError as error:
-            return _api_failure(error)
-        except Exception as error:
-            return _network_failure(error)
+        data = await self._call("chat.update", {"channel": channel, "ts": ts, "text": text})
+        if isinstance(data, Delivery):
+            return data
         return Delivery(ok=True, channel=channel, ts=ts)
-
-
-def _api_failure(error: SlackApiError) -> Delivery:
-    response = error.response
-    status = response.status_code
-    code = response.get("error") if isinstance(response.data, dict) else None
-    retryable = status == 429 or status >= 500 or code in {"ratelimited", "internal_error",
-                                                            "fatal_error", "service_unavailable"}
-    detail = code or f"HTTP {status}"
-    return Delivery(ok=False, retryable=retryable, error=str(detail),
-                    retry_after=_retry_after(response.headers))
 
 
 class SlackWebhookSink:
@@ -138,24 +168,26 @@ class SlackWebhookSink:
     markup = "slack"
     threads = False
 
-    def __init__(self, url: str, timeout: int = SLACK_TIMEOUT_SECONDS) -> None:
-        self.client = WebhookClient(url, timeout=timeout, retry_handlers=[])
+    def __init__(self, url: str, timeout: float = SLACK_TIMEOUT_SECONDS, *,
+                 deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
+        self.url = url
+        self.http = _SlackHttp(timeout, deadline)
 
-    def post(self, text: str, thread_ts: str | None = None) -> Delivery:
+    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Post through the webhook."""
-        try:
-            response = self.client.send(text=text, unfurl_links=False, unfurl_media=False)
-        except Exception as error:
-            return _network_failure(error)
-        if response.status_code == 200:
+        answer = await self.http.send(
+            self.url, {"text": text, "unfurl_links": False, "unfurl_media": False}, {})
+        if isinstance(answer, Delivery):
+            return answer
+        if answer.status_code == 200:
             return Delivery(ok=True)
-        body = (response.body or "").strip()[:100]
-        retryable = response.status_code == 429 or response.status_code >= 500
+        body = answer.text.strip()[:100]
+        retryable = answer.status_code == 429 or answer.status_code >= 500
         retryable = retryable and body not in PERMANENT_WEBHOOK_ERRORS
         return Delivery(ok=False, retryable=retryable,
-                        error=body or f"HTTP {response.status_code}",
-                        retry_after=_retry_after(response.headers))
+                        error=body or f"HTTP {answer.status_code}",
+                        retry_after=_retry_after(answer.headers))
 
-    def update(self, channel: str, ts: str, text: str) -> Delivery:  # pragma: no cover
+    async def update(self, channel: str, ts: str, text: str) -> Delivery:  # pragma: no cover
         """Webhooks cannot update; never called because ``threads`` is False."""
         return Delivery(ok=False, error="webhooks cannot update messages")

@@ -87,6 +87,15 @@ class OutboxRow:
 
 
 @dataclass(frozen=True)
+class OutboxSummary:
+    """The outbox at a glance, for /metrics, /readyz and the heartbeat."""
+
+    pending: int
+    failed: int
+    oldest_pending: datetime | None
+
+
+@dataclass(frozen=True)
 class SlackMessage:
     """A message Slack accepted through the Web API: where it is and which alerts it showed."""
 
@@ -171,6 +180,14 @@ class Store(ABC):
             "next_attempt_at, last_error FROM outbox WHERE status=? ORDER BY seq", (status,)
         )
         return _outbox_rows(rows)
+
+    def outbox_summary(self) -> OutboxSummary:
+        """How many messages wait, how many were refused, and when the oldest waiting was made."""
+        rows = self._query("SELECT status, count(*), min(created_at) FROM outbox GROUP BY status")
+        found = {status: (count, oldest) for status, count, oldest in rows}
+        pending, oldest = found.get("pending", (0, None))
+        return OutboxSummary(int(pending), int(found.get("failed", (0, None))[0]),
+                             datetime.fromisoformat(oldest) if oldest else None)
 
     def outbox_heads(self) -> list[OutboxRow]:
         """The oldest waiting message of each destination (the next one each may send)."""

@@ -6,7 +6,9 @@ takes a ``transport`` so tests can swap the network out.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,7 @@ from riskwatch.errors import (
     TreadError,
     TreadServerError,
     TreadTimeout,
+    TreadTooLarge,
     TreadUnreachable,
 )
 from riskwatch.perf import paused_gc
@@ -31,6 +34,14 @@ LIVE_PATH = "/api/balances/"
 ACCOUNTS_PATH = "/api/accounts/"
 SET_LEVERAGE_PATH = "/api/set_leverage/"
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_DEADLINE = 30.0  # seconds one call may take in all, however the bytes trickle in
+DEFAULT_MAX_BYTES = 128 * 1024 * 1024
+_USERINFO = re.compile(r"//[^/@]*@")
+
+
+def public_url(url: str) -> str:
+    """``url`` without the ``user:password@`` part, for messages."""
+    return _USERINFO.sub("//", url)
 
 
 def make_http_client(
@@ -50,7 +61,17 @@ def make_http_client(
 
 
 def api_message(body: bytes) -> str:
-    """The API's own error text from ``{"message"}``, ``{"error"}``, ``{"errors"}`` or a string."""
+    """The API's own error text from ``{"message"}``, ``{"error"}``, ``{"errors"}`` or a string.
+
+    Never raises: an answer nested too deeply to read or print says so instead.
+    """
+    try:
+        return _api_message(body)
+    except RecursionError:
+        return "a body nested too deeply to read"
+
+
+def _api_message(body: bytes) -> str:
     try:
         data = json.loads(body)
     except ValueError:
@@ -69,10 +90,19 @@ def api_message(body: bytes) -> str:
 
 
 class TreadClient:
-    """The calls riskwatch makes to Tread.fi."""
+    """The calls riskwatch makes to Tread.fi.
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    Every call has a total ``deadline`` (seconds), not only per-read timeouts, so an API
+    that trickles its answer cannot hold a poll, and a body over ``max_bytes`` is
+    refused as it streams in, before it can fill the memory.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, *, deadline: float = DEFAULT_DEADLINE,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.http = http
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+        self._where = public_url(str(http.base_url))
         # the token, to mask it should the API ever echo it back in an error message
         self._token = http.headers.get("Authorization", "").removeprefix("Token ").strip()
 
@@ -85,21 +115,46 @@ class TreadClient:
         """One call; the body of a 2xx answer, else the TreadError that says what failed."""
         what = f"{method} {path}"
         try:
-            response = await self.http.request(method, path, params=list(params), json=payload)
+            async with asyncio.timeout(self.deadline):
+                status, body = await self._exchange(method, path, params, payload, what)
+        except TimeoutError:
+            raise TreadTimeout(f"{what}: no complete answer within the {self.deadline:g}s "
+                               "deadline (RISKWATCH_REQUEST_DEADLINE)") from None
         except httpx.TimeoutException:
             raise TreadTimeout(f"{what}: no answer within the timeout") from None
         except httpx.TransportError as error:
-            raise TreadUnreachable(f"{what}: cannot reach {self.http.base_url}: "
+            raise TreadUnreachable(f"{what}: cannot reach {self._where}: "
                                    f"{type(error).__name__}") from None
-        self._check(what, response)
-        return response.content
+        self._check(what, status, body)
+        return body
+
+    async def _exchange(self, method: str, path: str, params: Sequence[tuple[str, str]],
+                        payload: Any, what: str) -> tuple[int, bytes]:
+        """Send the request and read the answer's body, refusing one over ``max_bytes``."""
+        async with self.http.stream(method, path, params=list(params),
+                                    json=payload) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise self._too_large(what, f"{int(declared):,} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise self._too_large(what, f"over {self.max_bytes:,} bytes")
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks)
+
+    def _too_large(self, what: str, size: str) -> TreadTooLarge:
+        return TreadTooLarge(f"{what}: the answer is {size}, over the cap of "
+                             f"{self.max_bytes:,} bytes (RISKWATCH_MAX_RESPONSE_BYTES)")
 
     async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> bytes:
         return await self._request("GET", path, params=params)
 
-    def _check(self, what: str, response: httpx.Response) -> None:
+    def _check(self, what: str, status: int, body: bytes) -> None:
         try:
-            _raise_for_status(what, response)
+            _raise_for_status(what, status, body)
         except TreadError as error:
             if self._token and self._token in str(error):
                 error.args = (str(error).replace(self._token, "***"),)
@@ -111,8 +166,9 @@ class TreadClient:
         return await self._get(CACHED_PATH, params)
 
     async def live_balances_raw(self, accounts: Sequence[str] | None = None) -> bytes:
-        """The body of ``/api/balances/`` (account names sent as repeated parameters)."""
-        params = [("account_names", name) for name in accounts or ()]
+        """The body of ``/api/balances/`` (account names comma-joined in one parameter,
+        as the cached endpoint and Tread.fi's own client send them)."""
+        params = [("account_names", ",".join(accounts))] if accounts else []
         return await self._get(LIVE_PATH, params)
 
     async def snapshot(self, source: str, received_at: datetime,
@@ -148,11 +204,10 @@ class TreadClient:
         ]
 
 
-def _raise_for_status(what: str, response: httpx.Response) -> None:
-    status = response.status_code
+def _raise_for_status(what: str, status: int, body: bytes) -> None:
     if status < 300:
         return
-    message = api_message(response.content)
+    message = api_message(body)
     if status == 401:
         raise TreadAuthError(f"{what}: HTTP 401, the API token was refused ({message})")
     if status >= 500:

@@ -139,7 +139,7 @@ def test_slow_api_never_overlaps_polls_nor_piles_them_up(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
     """A poll slower than the interval: one request at a time, and no burst after the stall."""
-    settings = settings_for(tread, slack, tmp_path)
+    settings = settings_for(tread, slack, tmp_path, stale_after="10s")  # deadline 5 s
     tread.set_cached(cached_with_ratio("0.2"))
     tread.delay = 2.5  # each answer takes 2.5 polls' worth of time
 

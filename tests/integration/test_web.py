@@ -56,13 +56,16 @@ def test_endpoints_report_health_readiness_and_every_metric(
 
     health, ready, metrics, missing = asyncio.run(_with_daemon(make_daemon(settings), probe))
     assert health[0] == 200 and json.loads(health[1])["status"] == "ok"
-    assert ready[0] == 200 and json.loads(ready[1]) == {"status": "ready", "reasons": []}
+    assert ready[0] == 200 and json.loads(ready[1]) == {"status": "ready", "role": "leader",
+                                                        "reasons": []}
     assert missing[0] == 404
     families = {f.name: f for f in text_string_to_metric_families(metrics[1])}
     for name in ("riskwatch_polls", "riskwatch_poll_duration_seconds",
                  "riskwatch_last_successful_poll_timestamp_seconds", "riskwatch_alerts",
                  "riskwatch_notifications", "riskwatch_actions", "riskwatch_rules_loaded",
-                 "riskwatch_rule_skips"):
+                 "riskwatch_rule_skips", "riskwatch_outbox_messages",
+                 "riskwatch_outbox_oldest_message_age_seconds", "riskwatch_leader",
+                 "riskwatch_build_info", "riskwatch_out_of_order_answers", "riskwatch_heartbeats"):
         assert name in families, name
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for f in families.values() for s in f.samples}
