@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
-from riskwatch import __version__, logs
+from riskwatch import __version__, builtin, logs
 from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.daemon import Daemon, utcnow
 from riskwatch.durations import parse_duration
@@ -178,16 +178,16 @@ def check(ctx: click.Context, fmt: str, notify: bool) -> None:
         settings = _settings(ctx)
         rules = _start_rules(settings.rules)
         snapshot = _poll(settings)
-        found = breaches(rules, snapshot, utcnow())
+        found = breaches(rules, snapshot, utcnow()) + _missing(settings, snapshot)
         if fmt == "json":
             click.echo(json.dumps([breach_to_dict(b) for b in found], indent=2))
         else:
             _print_table(["RULE", "SEVERITY", "ACCOUNT", "EXCHANGE", "SYMBOL", "VALUE",
                           "THRESHOLD"],
                          [[b.rule, b.severity, b.account, b.exchange, b.symbol or "-",
-                           text.format_value(b.metric, b.value) if b.metric != "account_error"
+                           text.format_value(b.metric, b.value) if not b.detail
                            else b.detail, text.format_value(b.metric, b.threshold)
-                           if b.metric != "account_error" else "-"] for b in found])
+                           if not b.detail else "-"] for b in found])
             click.echo(f"{len(found)} breach(es) in {len(snapshot.accounts)} account(s)",
                        err=True)
         if notify and found:
@@ -195,6 +195,15 @@ def check(ctx: click.Context, fmt: str, notify: bool) -> None:
         return 1 if found else 0
 
     sys.exit(_guarded(ctx.obj["debug"], work))
+
+
+def _missing(settings: Settings, snapshot: Snapshot) -> list[Breach]:
+    """``account-missing`` for each watched account the answer did not name."""
+    watched = settings.watched or frozenset()
+    answered = builtin.answered_accounts(snapshot)
+    return [Breach("account-missing", "critical", "account", name, "", None, "account_missing",
+                   Decimal(1), Decimal(1), "not in the API's answer")
+            for name in sorted(watched - answered)]
 
 
 def _notify_breaches(settings: Settings, found: Sequence[Breach]) -> None:

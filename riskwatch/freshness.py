@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from riskwatch.snapshot import Account, Snapshot
 
-
 # Clocks differ by a few seconds; further ahead than this is worth a line in the log.
 FUTURE_TOLERANCE = timedelta(seconds=60)
 

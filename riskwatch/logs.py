@@ -72,5 +72,7 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
     )
     root = logging.getLogger()
     root.handlers = [_ToStructlog()]
-    root.setLevel(max(LEVELS.get(level, logging.INFO), logging.INFO))  # no library chatter
+    # Libraries (APScheduler, httpx) speak at warning and above unless debugging: at info
+    # they write a few lines on every poll, and alerts drown in them.
+    root.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     return redactor

@@ -110,7 +110,8 @@ def _duration_line(alert: Alert, now: datetime) -> str:
 def _facts(notice: Notice, now: datetime, escape: bool) -> list[str]:
     alert = notice.alert
     facts = [_where(alert, escape)]
-    if alert.value is not None and alert.metric not in {"auth", "account_error", "rules"}:
+    if alert.value is not None and alert.metric not in {"auth", "account_error", "rules",
+                                                               "account_missing", "store"}:
         comparison = _comparison(alert)
         value = f"{alert.metric} {format_value(alert.metric, alert.value)}"
         facts.append(value if notice.kind is NoticeKind.RESOLVED or not comparison

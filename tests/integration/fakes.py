@@ -11,6 +11,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class FakeTread:
         self.leverage_calls: list[Any] = []
         self.delay = 0.0
         self.stamp_now = True  # cached data is "taken" at each request, as the real cache refreshes
+        self.stamp_clock: Callable[[], float] = time.time  # the time it is stamped with
         self.requests: list[Seen] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -77,7 +79,7 @@ class FakeTread:
         if self.stamp_now and isinstance(cached, dict):
             for balance in cached.get("balances", []):
                 if isinstance(balance, dict) and "timestamp_millis" in balance:
-                    balance["timestamp_millis"] = int(time.time() * 1000)
+                    balance["timestamp_millis"] = int(self.stamp_clock() * 1000)
         if request.path == "/api/set_leverage/" and request.method == "POST":
             with self.lock:
                 self.leverage_calls.append(request.json())
