@@ -1,0 +1,100 @@
+"""Never blind, end to end: `riskwatch run` and `riskwatch check` as real processes.
+
+Marked ``e2e``: these wait on real timers, so they are few; the in-process tests of
+test_never_blind.py cover each fault class on a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from riskwatch.loopback import Reply
+from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
+from tests.integration.scenario import cached_with_ratio, run_env
+
+pytestmark = pytest.mark.e2e
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _http_address(process: subprocess.Popen[str]) -> str:
+    """The address the daemon's endpoints listen on, from its "riskwatch running" log line."""
+    assert process.stderr is not None
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if '"riskwatch running"' in line:
+            return str(json.loads(line)["http"])
+    raise AssertionError("the daemon did not start")
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_api_is_named_on_time_and_the_log_stays_quiet(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """`riskwatch run` against an API that trickles its answer: source-down reaches Slack
+    within STALE_AFTER plus one deadline, /readyz says why, and at the default log level no
+    library writes a line per poll."""
+    tread.set_cached(cached_with_ratio("0.1"))
+    env = {**run_env(tread, slack, tmp_path / "rules.yaml", interval="0.5s"),
+           "RISKWATCH_STALE_AFTER": "2s", "RISKWATCH_REQUEST_DEADLINE": "0.5s",
+           "RISKWATCH_HTTP": "127.0.0.1:0", "RISKWATCH_LOG_FORMAT": "json"}
+    process = subprocess.Popen([sys.executable, "-m", "riskwatch", "run"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = _http_address(process)
+        time.sleep(1.5)
+        assert _get(f"{base}/readyz")[0] == 200
+        tread.override = Reply(200, json.dumps(cached_with_ratio("0.1")).encode(),
+                               {"Content-Type": "application/json"}, trickle=0.05)
+        hung_at = time.monotonic()
+        while time.monotonic() - hung_at < 10:
+            if any("`source-down`" in post.body["text"] for post in slack.posts()):
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - hung_at
+        status, body = _get(f"{base}/readyz")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    assert took <= 2 + 0.5 + 1.0, took  # STALE_AFTER + one deadline + one poll interval
+    assert status == 503 and any("deadline" in reason for reason in body["reasons"]), body
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert not [line for line in lines if line.get("logger") in {"httpx", "apscheduler"}
+                and line.get("level") in {"info", "debug"}]
+    assert not [line for line in lines if line["event"] == "poll done"]  # debug only
+
+
+def test_check_names_a_watched_account_the_api_does_not_return(tread: FakeTread) -> None:
+    """`check` with RISKWATCH_ACCOUNTS naming an account the API does not know: exit 1 and
+    an account-missing line for it, in the table and in JSON."""
+    tread.set_cached(cached_with_ratio("0.1"))
+    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
+           "RISKWATCH_ACCOUNTS": "desk-1,desk-typo",
+           "RISKWATCH_RULES": str(Path(__file__).parents[2] / "rules")}
+    table = subprocess.run([sys.executable, "-m", "riskwatch", "check"], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    as_json = subprocess.run([sys.executable, "-m", "riskwatch", "check", "--format", "json"],
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert table.returncode == 1 and as_json.returncode == 1
+    assert "account-missing" in table.stdout and "desk-typo" in table.stdout
+    found = json.loads(as_json.stdout)
+    assert [b["account"] for b in found if b["rule"] == "account-missing"] == ["desk-typo"]
+    assert "Traceback" not in table.stderr + as_json.stderr
