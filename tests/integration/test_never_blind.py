@@ -478,3 +478,55 @@ def test_the_heartbeat_follows_good_polls_whose_messages_reached_slack(
     status = json.loads(monitor.beats[0].body)
     assert status["status"] == "ok" and monitor.beats[0].method == "POST"
     assert "secret-check-uuid" not in capsys.readouterr().out
+
+
+def test_any_failure_to_reload_rules_raises_rules_invalid_and_keeps_the_old_rules(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reload that fails with an error nobody planned for (here a RecursionError) is
+    rules-invalid on /readyz and in Slack, and the old rules go on alerting."""
+    clock = Clock(tread)
+    tread.set_cached(cached_with_ratio("0.1"))
+    reasons: list[str] = []
+
+    def broken(paths: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    async def script(daemon: Daemon) -> None:
+        await _tick(daemon, clock)
+        monkeypatch.setattr(daemon_module, "load_compiled_rules", broken)
+        daemon.request_reload()
+        tread.set_cached(cached_with_ratio("0.9"))
+        await _tick(daemon, clock)
+        reasons.extend(daemon.not_ready())
+
+    _drive(_settings(tread, slack, tmp_path), clock, script)
+    texts = _texts(slack)
+    assert any("FIRING" in t and "`rules-invalid`" in t for t in texts), texts
+    assert any("FIRING" in t and "`eth-margin`" in t for t in texts), texts
+    assert any("RecursionError" in r or "recursion" in r for r in reasons), reasons
+
+
+def test_a_standby_that_can_take_over_is_ready_and_says_it_stands_by(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """Two daemons on one state file: the second stands by, is ready (so a rolling update
+    can finish), and names its role; the leader names its own."""
+    clock = Clock(tread)
+    tread.set_cached(cached_with_ratio("0.1"))
+    settings = _settings(tread, slack, tmp_path)
+    seen: list[tuple[str, list[str]]] = []
+
+    async def script(leader: Daemon) -> None:
+        await _tick(leader, clock)
+        standby = _daemon(settings, clock)
+        try:
+            await standby.tick_once()
+            seen.append((standby.role(), standby.not_ready()))
+            seen.append((leader.role(), leader.not_ready()))
+        finally:
+            await standby.client.aclose()
+            standby.store.close()
+
+    _drive(settings, clock, script)
+    assert seen == [("standby", []), ("leader", [])]
