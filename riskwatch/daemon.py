@@ -97,6 +97,7 @@ class Daemon:
         self.timeline = Timeline()
         self.last_success: datetime | None = None  # the clock time of the last good poll
         self.store_error: str | None = None
+        self.missing: list[str] = []  # expected accounts the last answer left out
         self._store_failed_since: datetime | None = None
         self.oldest_waiting = 0.0  # seconds the oldest message has waited for Slack
         self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, settings.stale_limit)
@@ -258,6 +259,7 @@ class Daemon:
             return
         self.last_good_data = outcome.last_good_data
         self.last_poll_error = None
+        self.missing = builtin.missing_accounts(outcome)
         self.last_success = now
         self._beat_for = now
 
@@ -336,6 +338,10 @@ class Daemon:
         silent = (self.clock() - since).total_seconds()
         if silent > self.settings.stale_limit.total_seconds():
             reasons.append(f"no successful poll for {silent:.0f}s")
+        if self.missing:
+            shown = ", ".join(self.missing[:10]) + (" …" if len(self.missing) > 10 else "")
+            reasons.append(f"{len(self.missing)} account(s) missing from the API's answer: "
+                           f"{shown}")
         if self.deliverer.permanent_error:
             reasons.append(f"Slack refuses delivery: {self.deliverer.permanent_error}")
         if self.oldest_waiting > self.delivery_stuck_after.total_seconds():

@@ -342,9 +342,12 @@ def test_a_watched_account_the_api_never_names_fires_account_missing(
     names comma-joined in one parameter."""
     clock = Clock(tread)
     tread.live = {"desk-1": {"exchange": "Bybit", "assets": []}}
+    reasons: list[str] = []
 
     async def script(daemon: Daemon) -> None:
-        await _tick(daemon, clock)
+        await daemon.tick_once()
+        reasons.extend(daemon.not_ready())
+        await daemon.deliverer.deliver_due()
 
     _drive(_settings(tread, slack, tmp_path, accounts="desk-1,desk-typo", source="live"),
            clock, script)
@@ -352,6 +355,7 @@ def test_a_watched_account_the_api_never_names_fires_account_missing(
     assert any("`account-missing`" in t and "desk-typo" in t for t in texts), texts
     assert not any("`account-missing`" in t and "desk-1 " in t for t in texts)
     assert tread.requests[-1].query == [("account_names", "desk-1,desk-typo")]
+    assert reasons == ["1 account(s) missing from the API's answer: desk-typo"]
 
 
 def test_a_store_that_cannot_be_written_says_so_and_loses_nothing(
