@@ -23,7 +23,7 @@ import structlog
 from riskwatch import builtin, silences
 from riskwatch.acting import Actor
 from riskwatch.alerts import Alert, AlertKey, State
-from riskwatch.errors import StoreError, TreadAuthError, TreadError
+from riskwatch.errors import NotLeading, StoreError, TreadAuthError, TreadError
 from riskwatch.evaluate import CompiledRule, Decisions, decide
 from riskwatch.freshness import Admitted, Timeline
 from riskwatch.heartbeat import Heartbeat
@@ -136,7 +136,7 @@ class Daemon:
 
     def take_lead(self) -> bool:
         """Lead if the store lets us; a new leader starts from the stored alert states."""
-        leading = self.store.try_lead()
+        leading = self.store.lead()
         if leading and not self.leader:
             self.alerts = self.store.load_alerts()
             self.started_at = self.clock()  # source-down counts from the start of our lead
@@ -164,10 +164,11 @@ class Daemon:
         outcome, decisions = self._decide(outcome, now)
         self._log_poll(outcome, decisions)
         muting = self.store.silences()
+        self.store.check_lead()  # deposed while the answer came in: act on nothing
         try:
             await self.actor.act(self.rules, decisions, self.alerts, outcome.snapshot,
                                  muting, now)
-        except StoreError:
+        except (StoreError, NotLeading):
             raise
         except Exception:  # alerts must go out even when acting on them breaks
             log.exception("leverage actions failed; the alerts are still sent")
@@ -416,6 +417,10 @@ class Daemon:
                 self._watch_outbox()
                 await self._store_works()
                 self._beat()
+        except NotLeading as error:  # fenced: this poll saved, sent and did nothing
+            log.warning("lost the lead during a poll; standing by", error=str(error))
+            self.leader = self.deliverer.active = False
+            self.telemetry.leader.set(0)
         except StoreError as error:  # nothing is lost: the poll runs again next tick
             await self._store_fails(str(error))
         except Exception as error:  # the loop must survive any one bad poll, and say so

@@ -6,6 +6,7 @@ The tree::
     ├── SettingsError              a bad or missing RISKWATCH_* setting
     ├── RulesError                 rule files that do not load; carries every problem found
     ├── StoreError                 the state store cannot be opened or written
+    ├── NotLeading                 another replica took the lead: this one must not act
     └── TreadError                 a call to the Tread.fi API failed
         ├── TreadAuthError         401: the token is wrong or revoked
         ├── TreadClientError       any other 4xx, with the API's message
@@ -36,6 +37,11 @@ class SettingsError(RiskwatchError):
 
 class StoreError(RiskwatchError):
     """The state store could not be opened, migrated or written."""
+
+
+class NotLeading(RiskwatchError):
+    """A leader was deposed (its lock lost, another replica leads): it must not save,
+    send or act; the write that found out wrote nothing."""
 
 
 @dataclass(frozen=True)

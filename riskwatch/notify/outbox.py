@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind
+from riskwatch.errors import NotLeading
 from riskwatch.notify import text
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
 from riskwatch.store import NewMessage, OutboxRow, Store
@@ -132,7 +133,11 @@ class Deliverer:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set."""
         while not stop.is_set():
-            delay = await self.deliver_due()
+            try:
+                delay = await self.deliver_due()
+            except Exception as error:  # the store or a bug: try again soon, never stop
+                log.error("delivery round failed; trying again", error=str(error)[:300])
+                delay = 1.0
             self.wake.clear()
             waiter = asyncio.ensure_future(self.wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
@@ -154,7 +159,11 @@ class Deliverer:
                 if ready_at > now:
                     waits.append((ready_at - now).total_seconds())
                     continue
-                await self._deliver(row)
+                try:
+                    await self._deliver(row)
+                except NotLeading:
+                    self.active = False  # deposed: the new leader sends; the daemon notices
+                    return None
                 progressed = True
             if not progressed:
                 return min(waits) if waits else None
@@ -200,6 +209,7 @@ class Deliverer:
         return max(due, last + MIN_POST_INTERVAL) if last else due
 
     async def _deliver(self, row: OutboxRow) -> None:
+        self.store.check_lead()  # a deposed leader must not send what the new one sends
         sink = self.router.sink(row.destination)
         if "update" in row.payload:
             result = await self._update(sink, str(row.payload["update"]))

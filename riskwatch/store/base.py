@@ -17,6 +17,7 @@ from typing import Any
 
 from riskwatch.actions import Decision
 from riskwatch.alerts import Alert, AlertKey
+from riskwatch.errors import NotLeading
 from riskwatch.silences import Silence
 from riskwatch.store.codec import alert_from_dict, alert_to_dict
 
@@ -63,7 +64,14 @@ _SCHEMA_STEPS: list[str] = [
     );
     CREATE INDEX actions_at ON actions (at);
     """,
+    # version 4: the leadership epoch, a fencing token (see Store.lead)
+    """
+    CREATE TABLE leadership (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL);
+    INSERT INTO leadership (id, epoch) VALUES (1, 0);
+    """,
 ]
+# run first in a fenced transaction: touches one row while the epoch is still ours
+FENCE_SQL = "UPDATE leadership SET epoch = epoch WHERE id = 1 AND epoch = ?"
 
 
 def schema_steps(serial: str) -> list[str]:
@@ -115,17 +123,67 @@ class NewMessage:
 
 
 class Store(ABC):
-    """State that a restart must not forget, shared by replicas where the engine allows."""
+    """State that a restart must not forget, shared by replicas where the engine allows.
+
+    Fencing: a process that takes the lead raises the leadership epoch and keeps the new
+    value. While it leads, every write it makes checks, in the same transaction, that the
+    epoch is still its own, and :meth:`check_lead` does the same before a side effect
+    outside the store (a Slack post, a leverage call). A leader deposed while a poll was
+    in flight (its lock connection lost, a standby already leading) therefore cannot
+    save, send or act twice: its writes fail with :class:`NotLeading`.
+    """
 
     description = "state store"
+    epoch: int | None = None  # our leadership epoch while we lead
+    _has_led = False  # once it has led, a process writes as the leader or not at all
 
     @abstractmethod
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read; raise StoreError on failure."""
 
     @abstractmethod
-    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
-        """Run writes in one transaction; raise StoreError on failure."""
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]],
+               fence: int | None = None) -> None:
+        """Run writes in one transaction; raise StoreError on failure.
+
+        With ``fence``, the transaction first checks that the leadership epoch is still
+        ``fence`` and raises NotLeading (writing nothing) when it is not.
+        """
+
+    def _fenced(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        """Write as the leader: refused if another process has taken the lead since."""
+        if self._has_led and self.epoch is None:
+            raise NotLeading("this process no longer leads")
+        self._write(statements, fence=self.epoch)
+
+    def lead(self) -> bool:
+        """Take or keep the lead; a new lead raises the epoch (the fencing token)."""
+        if not self.try_lead():
+            self.epoch = None
+            return False
+        if self.epoch is None:
+            self.epoch = self._raise_epoch()
+            self._has_led = True
+        return True
+
+    def _raise_epoch(self) -> int:
+        self._write([("UPDATE leadership SET epoch = epoch + 1 WHERE id = 1", ())])
+        rows = self._query("SELECT epoch FROM leadership WHERE id = 1")
+        return int(rows[0][0])
+
+    def check_lead(self) -> None:
+        """Raise NotLeading unless we still lead (right before a side effect).
+
+        A store that never led (a single-use tool, a test) is not fenced.
+        """
+        if not self._has_led:
+            return
+        if self.epoch is None:
+            raise NotLeading("this process no longer leads")
+        rows = self._query("SELECT epoch FROM leadership WHERE id = 1")
+        if not rows or int(rows[0][0]) != self.epoch:
+            self.epoch = None
+            raise NotLeading("another replica took the lead")
 
     @abstractmethod
     def close(self) -> None:
@@ -169,7 +227,7 @@ class Store(ABC):
             for message in messages
         ]
         if statements:
-            self._write(statements)
+            self._fenced(statements)
 
     # ------------------------------------------------------------------ outbox
 
@@ -211,17 +269,17 @@ class Store(ABC):
                 "INSERT INTO slack_messages (id, destination, channel, ts, sent_at, keys) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (row.id, row.destination, channel, ts, now.isoformat(), json.dumps(keys))))
-        self._write(statements)
+        self._fenced(statements)
 
     def retry_later(self, row: OutboxRow, due: datetime, error: str) -> None:
         """Keep ``row`` and try again at ``due``."""
-        self._write([("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? "
-                      "WHERE seq=?", (due.isoformat(), error, row.seq))])
+        self._fenced([("UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, last_error=? "
+                       "WHERE seq=?", (due.isoformat(), error, row.seq))])
 
     def refused(self, row: OutboxRow, error: str) -> None:
         """Slack refused ``row`` for good: keep it, marked failed, for the operator to see."""
-        self._write([("UPDATE outbox SET attempts=attempts+1, status='failed', last_error=? "
-                      "WHERE seq=?", (error, row.seq))])
+        self._fenced([("UPDATE outbox SET attempts=attempts+1, status='failed', last_error=? "
+                       "WHERE seq=?", (error, row.seq))])
 
     def slack_message(self, message_id: str) -> SlackMessage | None:
         """Where an earlier outbox message landed, if it was posted through the Web API."""
@@ -237,7 +295,7 @@ class Store(ABC):
 
     def record_actions(self, decisions: Iterable[Decision]) -> None:
         """Append leverage decisions to the audit log."""
-        self._write([
+        self._fenced([
             ("INSERT INTO actions (at, rule, account, exchange, pair, from_leverage, "
              "to_leverage, mode, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (d.at.isoformat(), d.rule, d.account, d.exchange, d.pair,

@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
-from riskwatch.errors import StoreError
-from riskwatch.store.base import Store, schema_steps
+from riskwatch.errors import NotLeading, StoreError
+from riskwatch.store.base import FENCE_SQL, Store, schema_steps
 
 LOCK_NAME = "riskwatch:leader"
 MIGRATION_LOCK = "riskwatch:migrate"
@@ -76,9 +76,13 @@ class PostgresStore(Store):
         except psycopg.Error as error:
             raise self._fail(error) from None
 
-    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]],
+               fence: int | None = None) -> None:
         try:
             with self._db.transaction():
+                if fence is not None and self._db.execute(
+                        _PLACEHOLDER.sub("%s", FENCE_SQL), (fence,)).rowcount != 1:
+                    raise NotLeading("another replica took the lead")
                 for sql, args in statements:
                     self._db.execute(_PLACEHOLDER.sub("%s", sql), args)
         except psycopg.Error as error:
@@ -90,6 +94,7 @@ class PostgresStore(Store):
             if self._lock_conn is not None and not self._lock_conn.closed:
                 self._lock_conn.execute("SELECT 1")  # still connected, so still holding it
                 return True
+            self.epoch = None  # a new lock: a new epoch
             self._lock_conn = self._connect()
             row = self._lock_conn.execute(
                 "SELECT pg_try_advisory_lock(hashtext(%s || current_schema()))",
@@ -104,6 +109,7 @@ class PostgresStore(Store):
 
     def release_lead(self) -> None:
         """Close the lock connection: PostgreSQL frees the lock at once."""
+        self.epoch = None
         if self._lock_conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._lock_conn.close()

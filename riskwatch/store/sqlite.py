@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from riskwatch.errors import StoreError
-from riskwatch.store.base import Store, schema_steps
+from riskwatch.errors import NotLeading, StoreError
+from riskwatch.store.base import FENCE_SQL, Store, schema_steps
 
 SCHEMA = schema_steps(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
 
@@ -55,10 +55,13 @@ class SqliteStore(Store):
         except sqlite3.Error as error:
             raise StoreError(f"state store {self.path}: {error}") from error
 
-    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]],
+               fence: int | None = None) -> None:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if fence is not None and self._db.execute(FENCE_SQL, (fence,)).rowcount != 1:
+                    raise NotLeading("another process took the lead")
                 for sql, args in statements:
                     self._db.execute(sql, args)
             except BaseException:
@@ -83,6 +86,7 @@ class SqliteStore(Store):
 
     def release_lead(self) -> None:
         """Release the lock file."""
+        self.epoch = None
         if self._lock is not None:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._lock, fcntl.LOCK_UN)
