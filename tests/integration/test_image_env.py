@@ -51,7 +51,7 @@ def run_as_image(workdir: Path, secrets: Path) -> subprocess.CompletedProcess[st
              if not key.upper().startswith("RISKWATCH_")}
     env = image_env(clean)
     env["RISKWATCH_SECRETS_DIR"] = str(secrets)
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "riskwatch", "alerts", "--format", "json"],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=30, check=False)
 
