@@ -318,3 +318,12 @@ def test_ci_installs_every_tool_the_deploy_check_runs_before_the_tests() -> None
         assert package in ci, package
     assert ci.index("deploy/check-deploy-files.sh") < ci.index("\npytest")
     assert "apt-get update" in ci and "--no-install-recommends" in ci
+
+
+def test_verify_image_steps_replays_the_dockerfile_requirements_step() -> None:
+    """deploy/verify-image-steps.sh builds the requirements with the Dockerfile's own command."""
+    pattern = r'python3? -c "(import tomllib;[^"]*)"'
+    dockerfile = re.findall(pattern, (REPO / "Dockerfile").read_text())
+    replay = re.findall(pattern, (DEPLOY / "verify-image-steps.sh").read_text())
+    assert len(dockerfile) == 1 and replay == dockerfile
+    assert "--no-deps" in (DEPLOY / "verify-image-steps.sh").read_text()
