@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the Dockerfile's build and run steps in a clean virtual environment, since no
-# Docker engine runs in CI: install the package as the build stage does, lay out
-# /etc/riskwatch/rules and the state volume as the runtime stage does (under a temporary
-# root), and check that the entrypoint starts, validates the rules and serves /healthz
-# on all interfaces, as the HEALTHCHECK asks it.
+# Docker engine runs in CI: install the dependencies from pyproject.toml alone, then the
+# package without them, as the build stage does; lay out /etc/riskwatch/rules, the
+# healthcheck and the state volume (the working directory) as the runtime stage does,
+# under a temporary root; and check that the entrypoint starts, validates the rules,
+# keeps its SQLite state in the working directory, and answers the HEALTHCHECK command
+# on the address RISKWATCH_HTTP names.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="$(mktemp -d)"
@@ -15,18 +17,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# build stage: RUN python -m venv /opt/riskwatch && pip install .
+quiet() { grep -v '^WARNING: Location' || true; }
+# nothing from this shell's environment: only what the image sets
+for name in $(env | grep -o '^RISKWATCH_[A-Z_]*' || true); do unset "$name"; done
+
+# build stage: the venv; the dependencies from pyproject.toml alone; then riskwatch itself
 python3 -m venv "$root/opt/riskwatch"
-"$root/opt/riskwatch/bin/pip" install --quiet --no-cache-dir "$repo" 2>&1 | grep -v '^WARNING: Location' || true
-# runtime stage: COPY rules /etc/riskwatch/rules; the state volume; the ENV lines
+(cd "$repo" && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))") > "$root/requirements.txt"
+"$root/opt/riskwatch/bin/pip" install --quiet --no-cache-dir -r "$root/requirements.txt" 2>&1 | quiet
+"$root/opt/riskwatch/bin/pip" install --quiet --no-cache-dir --no-deps "$repo" 2>&1 | quiet
+# runtime stage: COPY rules /etc/riskwatch/rules; the healthcheck; the ENV lines; the
+# WORKDIR that is the state volume
 mkdir -p "$root/etc/riskwatch" "$root/var/lib/riskwatch"
 cp -r "$repo/rules" "$root/etc/riskwatch/rules"
+cp "$repo/deploy/healthcheck.py" "$root/opt/riskwatch/healthcheck.py"
 export PATH="$root/opt/riskwatch/bin:$PATH"
 export RISKWATCH_RULES="$root/etc/riskwatch/rules"
-export RISKWATCH_STATE="sqlite:///$root/var/lib/riskwatch/state.db"
-export RISKWATCH_LOG_FORMAT=json
 port=$((20000 + RANDOM % 20000))
 export RISKWATCH_HTTP="0.0.0.0:$port"
+mkdir -p "$root/run/secrets"  # mounted secrets: none here
+export RISKWATCH_SECRETS_DIR="$root/run/secrets"
+cd "$root/var/lib/riskwatch"
 
 # ENTRYPOINT ["riskwatch"]: the console script is there and works
 test -x "$root/opt/riskwatch/bin/riskwatch"
@@ -51,10 +62,12 @@ export RISKWATCH_POLL_INTERVAL=1s
 riskwatch run > "$root/run.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
-  if python3 -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:$port/healthz', timeout=4).status == 200 else 1)" 2>/dev/null; then
+  if python "$root/opt/riskwatch/healthcheck.py" 2>/dev/null; then
     kill -TERM "${pids[-1]}"
     wait "${pids[-1]}"  # SIGTERM: a clean stop, exit 0
-    echo "image steps verified: installed, rules valid, /healthz 200 on 0.0.0.0:$port, clean stop on SIGTERM"
+    test -s "$root/var/lib/riskwatch/riskwatch-state.db"  # the state landed in the volume
+    echo "image steps verified: installed, rules valid, healthcheck 200 on 0.0.0.0:$port," \
+      "state in the working directory, clean stop on SIGTERM"
     exit 0
   fi
   sleep 0.2
