@@ -161,6 +161,9 @@ class Daemon:
         now = self.clock()
         self._reload_rules()
         outcome = await self._fetch(now)
+        # staleness is judged when the answer (or the deadline) came, not when it was asked
+        # for: a hung call then costs one deadline, not two
+        now = max(now, self.clock())
         outcome, decisions = self._decide(outcome, now)
         self._log_poll(outcome, decisions)
         muting = self.store.silences()

@@ -135,18 +135,18 @@ class TreadClient:
                                     json=payload) as response:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
-                raise self._too_large(what, f"{int(declared):,} bytes")
+                raise self._too_large(what, f"is {int(declared):,} bytes")
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise self._too_large(what, f"over {self.max_bytes:,} bytes")
+                    raise self._too_large(what, f"passed {size:,} bytes before its end")
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks)
 
     def _too_large(self, what: str, size: str) -> TreadTooLarge:
-        return TreadTooLarge(f"{what}: the answer is {size}, over the cap of "
+        return TreadTooLarge(f"{what}: the answer {size}, over the cap of "
                              f"{self.max_bytes:,} bytes (RISKWATCH_MAX_RESPONSE_BYTES)")
 
     async def _get(self, path: str, params: Sequence[tuple[str, str]] = ()) -> bytes:

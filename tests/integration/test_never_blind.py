@@ -265,7 +265,7 @@ def test_the_size_cap_holds_without_a_content_length() -> None:
                                               transport=httpx.MockTransport(handler)),
                              max_bytes=1024 * 1024)
         try:
-            with pytest.raises(TreadTooLarge, match="over 1,048,576 bytes"):
+            with pytest.raises(TreadTooLarge, match="before its end, over the cap of 1,048,576"):
                 await client.cached_balances_raw()
         finally:
             await client.aclose()
