@@ -15,7 +15,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from riskwatch.acting import Actor
-from riskwatch.actions import COUNTED, Decision, execute, plan
+from riskwatch.actions import (
+    COUNTED,
+    Decision,
+    execute,
+    leverage_after_call,
+    plan,
+    still_high,
+)
 from riskwatch.alerts import Alert, AlertKey, State
 from riskwatch.errors import (
     StoreError,
@@ -117,6 +124,38 @@ def test_execute_retries_5xx_three_times_and_not_400() -> None:
     api = _Api([TreadClientError("HTTP 422 (Failed to set leverage)", 422)])
     done = asyncio.run(execute(decision, api, backoff=0))
     assert done.outcome == "failed" and api.calls == 1 and "Failed to set leverage" in done.detail
+
+
+def test_an_ok_answer_that_cannot_be_read_is_unknown_and_not_retried() -> None:
+    """A 2xx whose body cannot be read may have worked: one call, outcome unknown."""
+    [decision] = _plan(_alert())
+    api = _Api([TreadBadResponse("POST /api/set_leverage/: the answer is not JSON")])
+    done = asyncio.run(execute(decision, api, backoff=0))
+    assert (done.outcome, api.calls) == ("unknown", 1)
+    assert done.summary() == (
+        "called set_leverage to lower SOL:PERP-USDT on desk-1 from 25x to 5x; outcome "
+        "unknown, not retried: POST /api/set_leverage/: the answer is not JSON")
+
+
+def test_a_call_whose_outcome_was_never_recorded_says_so() -> None:
+    """A row left at calling reads as a call made with no outcome recorded."""
+    [decision] = _plan(_alert())
+    assert replace(decision, outcome="calling").summary().endswith(
+        "from 25x to 5x; no outcome recorded (the call was made, or about to be, "
+        "when riskwatch stopped)")
+
+
+def test_leverage_after_call_reads_only_newer_data() -> None:
+    """The check waits for data taken after the data the call was decided on."""
+    waiting = replace(_alert(), verify_after=T0)
+    assert leverage_after_call(_alert(), _snapshot("25"), at(5)) is None  # nothing to check
+    assert leverage_after_call(waiting, _snapshot("25"), at(5)) is None  # taken at T0: not newer
+    newer = replace(_snapshot("25"), accounts=tuple(
+        replace(a, taken_at=at(2)) for a in _snapshot("25").accounts))
+    assert leverage_after_call(waiting, newer, at(5)) == Decimal(25)
+    assert leverage_after_call(waiting, None, at(5)) is None
+    assert still_high("lowered X", Decimal(25)) == (
+        "lowered X; set_leverage answered OK but leverage is still 25x")
 
 
 leverages = st.one_of(st.none(), st.decimals(min_value=1, max_value=125, places=1))
