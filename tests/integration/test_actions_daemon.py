@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from riskwatch import logs
@@ -226,7 +227,7 @@ class _Witness(FakeTread):
 
 def _polls(daemon: Daemon, count: int,
            after_first: Callable[[], None] | None = None) -> None:
-    """Run ``count`` polls on a clock that moves 0.1 s a poll, then deliver every message
+    """Run ``count`` polls on a clock that moves 10 ms a poll, then deliver every message
     (the clock then moves by Slack's one second between posts)."""
     now = [datetime.now(UTC)]
     daemon.clock = daemon.deliverer.clock = lambda: now[0]
@@ -236,7 +237,7 @@ def _polls(daemon: Daemon, count: int,
             await daemon.poll_once()
             if index == 0 and after_first is not None:
                 after_first()
-            now[0] += timedelta(seconds=0.1)
+            now[0] += timedelta(seconds=0.01)
         while daemon.store.outbox():
             await daemon.deliverer.deliver_due()
             now[0] += timedelta(seconds=1)
@@ -245,16 +246,18 @@ def _polls(daemon: Daemon, count: int,
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("polls", [12, 100])
 def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
-    slack: FakeSlack, tmp_path: Path,
+    slack: FakeSlack, tmp_path: Path, polls: int,
 ) -> None:
-    """A 200 nesting 5,000 levels: over 12 polls one call, whose audit row was written before
-    it (calling) and then given its outcome (unknown); the FIRING message shows it."""
+    """A 200 nesting 5,000 levels: over 12 (and 100) polls one call, whose audit row was
+    written before it (calling) and then given its outcome (unknown); the FIRING message
+    shows it."""
     tread = _Witness(tmp_path / "state.db")
     try:
         tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
-        tread.leverage_replies = [_nested(5000)] * 12
-        _polls(_daemon(tread, slack, tmp_path, actions="enforce"), 12)
+        tread.leverage_replies = [_nested(5000)] * polls
+        _polls(_daemon(tread, slack, tmp_path, actions="enforce"), polls)
     finally:
         tread.close()
     assert len(tread.leverage_calls) == 1
