@@ -35,7 +35,8 @@ RETRIES = 3
 BACKOFF = 0.5  # seconds before the first retry; doubled at each
 # decisions that use up the hourly cap: every call made or attempted, and dry runs
 COUNTED = frozenset({"calling", "acted", "dry-run", "failed", "unknown"})
-NOT_RECORDED = "no outcome recorded (the call was made, or about to be, when riskwatch stopped)"
+NOT_RECORDED = ("no outcome recorded (riskwatch stopped, or its store failed, during or "
+                "right after the call)")
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,8 @@ def test_a_call_whose_outcome_was_never_recorded_says_so() -> None:
     """A row left at calling reads as a call made with no outcome recorded."""
     [decision] = _plan(_alert())
     assert replace(decision, outcome="calling").summary().endswith(
-        "from 25x to 5x; no outcome recorded (the call was made, or about to be, "
-        "when riskwatch stopped)")
+        "from 25x to 5x; no outcome recorded (riskwatch stopped, or its store failed, "
+        "during or right after the call)")
 
 
 def test_leverage_after_call_reads_only_newer_data() -> None:
