@@ -4,7 +4,14 @@
 this firing, what to do: call the API, report a dry run, or skip (and why). It only
 ever lowers leverage, acts at most once per firing, never while silenced, never past
 the hourly cap, and never outside ``enforce``. :func:`execute` makes the call, retrying
-5xx and network errors a few times; a 400 or 422 is a failed action.
+5xx and network errors a few times; a 400 or 422 is a failed action, and a 2xx whose
+body cannot be read is an ``unknown`` outcome, never retried.
+
+A call is written to the audit log as ``calling`` before it is made, and the row is
+then given its outcome, so a call is never made without its row, and a row still
+``calling`` says the outcome was never recorded. :func:`leverage_after_call` reads, in
+a snapshot newer than the one a successful call was decided on, what leverage the
+position shows now.
 """
 
 from __future__ import annotations
@@ -17,15 +24,19 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from riskwatch.alerts import RANK, Alert, State
-from riskwatch.errors import TreadClientError, TreadError
+from riskwatch.errors import TreadBadResponse, TreadClientError, TreadError
 from riskwatch.rules import Action
 from riskwatch.silences import Silence, silenced
 from riskwatch.snapshot import Snapshot
 
 Mode = Literal["off", "dry-run", "enforce"]
-Outcome = Literal["call", "acted", "dry-run", "skipped", "failed"]
+Outcome = Literal["call", "calling", "acted", "dry-run", "skipped", "failed", "unknown"]
 RETRIES = 3
-COUNTED = frozenset({"acted", "dry-run", "failed"})  # decisions that use up the hourly cap
+BACKOFF = 0.5  # seconds before the first retry; doubled at each
+# decisions that use up the hourly cap: every call made or attempted, and dry runs
+COUNTED = frozenset({"calling", "acted", "dry-run", "failed", "unknown"})
+NOT_RECORDED = ("no outcome recorded (riskwatch stopped, or its store failed, during or "
+                "right after the call)")
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class Decision:
     outcome: Outcome
     detail: str = ""
     account_id: str | None = None
+    audit_id: str | None = None  # the audit row of a call, written before the call is made
 
     def summary(self) -> str:
         """One line for Slack and the log: what was done or why not."""
@@ -54,6 +66,11 @@ class Decision:
             return f"would lower {lower} (dry run: RISKWATCH_ACTIONS=dry-run)"
         if self.outcome == "failed":
             return f"failed to lower {lower}: {self.detail}"
+        if self.outcome == "unknown":
+            return (f"called set_leverage to lower {lower}; outcome unknown, not retried: "
+                    f"{self.detail}")
+        if self.outcome == "calling":
+            return f"called set_leverage to lower {lower}; {NOT_RECORDED}"
         return f"no leverage action: {self.detail}"
 
 
@@ -121,6 +138,27 @@ def _reason_to_skip(alert: Alert, mode: Mode, silences: Sequence[Silence], cappe
     return ""
 
 
+def leverage_after_call(alert: Alert, snapshot: Snapshot | None, now: datetime) -> Decimal | None:
+    """The leverage the alert's position shows in data newer than its successful call's.
+
+    None while there is nothing to check: no call awaits a check, the account's data is
+    not newer than the data the call was decided on, or the leverage is not reported.
+    """
+    if alert.verify_after is None or snapshot is None:
+        return None
+    account = snapshot.account(alert.key.account)
+    if account is None or (account.taken_at or now) <= alert.verify_after:
+        return None
+    row = next((a for a in account.assets if a.symbol == alert.key.symbol
+                and a.asset_type == "position"), None)
+    return None if row is None else row.leverage
+
+
+def still_high(action: str, leverage: Decimal) -> str:
+    """The action line of an alert whose successful call did not show in the next snapshot."""
+    return f"{action}; set_leverage answered OK but leverage is still {_x(leverage)}"
+
+
 class LeverageApi(Protocol):
     """What :func:`execute` needs of the Tread.fi client."""
 
@@ -128,8 +166,8 @@ class LeverageApi(Protocol):
         """Call ``POST /api/set_leverage/``; return the API's message."""
 
 
-async def execute(decision: Decision, api: LeverageApi, backoff: float = 0.5) -> Decision:
-    """Make the call of a ``call`` decision; return it as ``acted`` or ``failed``."""
+async def execute(decision: Decision, api: LeverageApi, backoff: float = BACKOFF) -> Decision:
+    """Make the call of a ``call`` decision; return it as ``acted``, ``failed`` or ``unknown``."""
     if decision.account_id is None:
         return replace(decision, outcome="failed", detail="no account id for this account")
     last_error = ""
@@ -139,6 +177,8 @@ async def execute(decision: Decision, api: LeverageApi, backoff: float = 0.5) ->
                                             [decision.account_id])
         except TreadClientError as error:  # 400, 422: the API said no; not retried
             return replace(decision, outcome="failed", detail=str(error))
+        except TreadBadResponse as error:  # a 2xx we cannot read: it may have worked
+            return replace(decision, outcome="unknown", detail=str(error))
         except TreadError as error:
             last_error = str(error)
             if not error.retryable or attempt == RETRIES:

@@ -115,6 +115,9 @@ class Alert:
     when: str = "above"
     muted: bool = False  # a notice of this alert was held back by a silence
     action: str = ""  # the leverage decision of this firing, once made (one per firing)
+    # after set_leverage answered OK: when the data the call was decided on was taken; the
+    # first newer snapshot checks the position's leverage, then this is cleared
+    verify_after: datetime | None = None
 
     @property
     def active(self) -> bool:

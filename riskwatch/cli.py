@@ -323,7 +323,11 @@ def _scope_of(alert: Alert) -> str:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.pass_context
 def actions_command(ctx: click.Context, fmt: str) -> None:
-    """The audit log of leverage decisions: acted, dry-run, skipped (and why), failed."""
+    """The audit log of leverage decisions: acted, dry-run, skipped (and why), failed, unknown.
+
+    A call's row is written as ``calling`` before the call and completed with its outcome
+    after it; a row still ``calling`` is a call whose outcome was never recorded.
+    """
     def work() -> None:
         store = open_state(_settings(ctx))
         try:

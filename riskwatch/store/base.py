@@ -64,7 +64,12 @@ _SCHEMA_STEPS: list[str] = [
     );
     CREATE INDEX actions_at ON actions (at);
     """,
-    # version 4: the leadership epoch, a fencing token (see Store.lead)
+    # version 4: a call's row is written before the call and given its outcome after
+    """
+    ALTER TABLE actions ADD COLUMN audit_id TEXT;
+    CREATE UNIQUE INDEX actions_audit_id ON actions (audit_id);
+    """,
+    # version 5: the leadership epoch, a fencing token (see Store.lead)
     """
     CREATE TABLE leadership (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL);
     INSERT INTO leadership (id, epoch) VALUES (1, 0);
@@ -293,27 +298,52 @@ class Store(ABC):
 
     # ------------------------------------------------------------------ actions
 
-    def record_actions(self, decisions: Iterable[Decision]) -> None:
-        """Append leverage decisions to the audit log."""
-        self._fenced([
+    def record_actions(self, decisions: Iterable[Decision],
+                       decided: Mapping[AlertKey, Alert] | None = None) -> None:
+        """Append leverage decisions to the audit log, in one transaction with ``decided``.
+
+        ``decided`` are the alerts these decisions mark as decided for their firing: stored
+        with the rows, before any call is made, so that no later poll and no other replica
+        calls again in the same firing, whatever happens after the call.
+        """
+        statements: list[tuple[str, tuple[Any, ...]]] = [
             ("INSERT INTO actions (at, rule, account, exchange, pair, from_leverage, "
-             "to_leverage, mode, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             "to_leverage, mode, outcome, detail, audit_id) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
              (d.at.isoformat(), d.rule, d.account, d.exchange, d.pair,
               None if d.from_leverage is None else str(d.from_leverage), str(d.to_leverage),
-              d.mode, d.outcome, d.detail))
+              d.mode, d.outcome, d.detail, d.audit_id))
             for d in decisions
-        ])
+        ]
+        statements += [
+            ("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
+             "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
+             "data = excluded.data",
+             (*key, alert.state.value, json.dumps(alert_to_dict(alert))))
+            for key, alert in (decided or {}).items()
+        ]
+        if statements:
+            self._fenced(statements)  # a deposed leader records, and so calls, nothing
+
+    def record_outcomes(self, decisions: Iterable[Decision]) -> None:
+        """Give the audit rows of calls (written as ``calling``) their outcome and answer."""
+        statements = [("UPDATE actions SET outcome=?, detail=? WHERE audit_id=?",
+                       (d.outcome, d.detail, d.audit_id))
+                      for d in decisions if d.audit_id is not None]
+        if statements:
+            self._write(statements)
 
     def actions(self, since: datetime | None = None) -> list[Decision]:
         """The audit log, oldest first (from ``since`` on, when given)."""
         rows = self._query(
             "SELECT at, rule, account, exchange, pair, from_leverage, to_leverage, mode, "
-            "outcome, detail FROM actions WHERE at >= ? ORDER BY seq",
+            "outcome, detail, audit_id FROM actions WHERE at >= ? ORDER BY seq",
             (since.isoformat() if since else "",))
         return [Decision(datetime.fromisoformat(at), rule, account, exchange, pair,
                          None if old is None else Decimal(old), Decimal(new), mode, outcome,
-                         detail)
-                for at, rule, account, exchange, pair, old, new, mode, outcome, detail in rows]
+                         detail, audit_id=audit_id)
+                for at, rule, account, exchange, pair, old, new, mode, outcome, detail, audit_id
+                in rows]
 
     # ------------------------------------------------------------------ silences
 

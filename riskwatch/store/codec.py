@@ -36,7 +36,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "last_notified_at": _time(alert.last_notified_at), "description": alert.description,
         "runbook": alert.runbook, "detail": alert.detail, "thread": alert.thread,
         "when": alert.when, "muted": alert.muted,
-        "action": alert.action,
+        "action": alert.action, "verify_after": _time(alert.verify_after),
     }
 
 
@@ -56,7 +56,7 @@ def alert_from_dict(data: dict[str, Any]) -> Alert:
         description=data.get("description", ""), runbook=data.get("runbook"),
         detail=data.get("detail", ""), thread=data.get("thread"),
         when=data.get("when", "above"), muted=bool(data.get("muted", False)),
-        action=data.get("action", ""),
+        action=data.get("action", ""), verify_after=_parse_time(data.get("verify_after")),
     )
 
 

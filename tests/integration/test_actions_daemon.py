@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
 from riskwatch import logs
+from riskwatch.actions import Decision
+from riskwatch.alerts import AlertKey
 from riskwatch.daemon import Daemon
-from riskwatch.loopback import Reply
+from riskwatch.loopback import Reply, Request
 from riskwatch.silences import Silence
 from riskwatch.store import SqliteStore
 from tests.helpers import T0
 from tests.integration.fakes import FakeSlack, FakeTread
-from tests.integration.scenario import close_daemon, make_daemon, settings_for
+from tests.integration.scenario import RUN, close_daemon, make_daemon, run_env, settings_for
 from tests.integration.test_cli import riskwatch
 
 ACCOUNT_ID = "2fd72fdc-e010-400f-886c-2e45fa0104c4"
@@ -88,7 +96,7 @@ def test_enforce_calls_once_per_firing_with_the_exact_body(
     asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 3.5))
     assert tread.leverage_calls == [
         {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": [ACCOUNT_ID]}]
-    [post] = slack.posts()
+    post = slack.posts()[0]  # later: "still 25x", as this fake never changes the leverage
     assert "lowered SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
 
 
@@ -186,3 +194,156 @@ def test_actions_command_lists_every_decision(
     assert row["time"] > T0.isoformat()
     table = riskwatch("actions", env={"RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db"})
     assert "SOL:PERP-USDT" in table.stdout and "acted" in table.stdout
+
+
+
+def _nested(levels: int) -> Reply:
+    """A 200 whose JSON body nests ``levels`` lists: valid JSON no recursive reader can take."""
+    return Reply(200, b"[" * levels + b"]" * levels, {"Content-Type": "application/json"})
+
+
+class _Witness(FakeTread):
+    """A fake Tread.fi that reads the audit log as each set_leverage call arrives, and can
+    hold its answer for ``hold`` seconds (a call in flight)."""
+
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.hold = 0.0
+        self.audit_at_call: list[list[Decision]] = []
+        super().__init__()
+
+    def _answer(self, request: Request) -> Reply:
+        if request.path != "/api/set_leverage/":
+            return super()._answer(request)
+        store = SqliteStore(self.state)
+        try:
+            self.audit_at_call.append(store.actions())
+        finally:
+            store.close()
+        answer = super()._answer(request)
+        time.sleep(self.hold)
+        return answer
+
+
+def _polls(daemon: Daemon, count: int,
+           after_first: Callable[[], None] | None = None) -> None:
+    """Run ``count`` polls on a clock that moves 10 ms a poll, then deliver every message
+    (the clock then moves by Slack's one second between posts)."""
+    now = [datetime.now(UTC)]
+    daemon.clock = daemon.deliverer.clock = lambda: now[0]
+
+    async def run() -> None:
+        for index in range(count):
+            await daemon.poll_once()
+            if index == 0 and after_first is not None:
+                after_first()
+            now[0] += timedelta(seconds=0.01)
+        while daemon.store.outbox():
+            await daemon.deliverer.deliver_due()
+            now[0] += timedelta(seconds=1)
+        await close_daemon(daemon)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("polls", [12, 100])
+def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
+    slack: FakeSlack, tmp_path: Path, polls: int,
+) -> None:
+    """A 200 nesting 5,000 levels: over 12 (and 100) polls one call, whose audit row was
+    written before it (calling) and then given its outcome (the API said 200: acted, its
+    body unreadable, to be checked against the next data); the FIRING message shows it."""
+    tread = _Witness(tmp_path / "state.db")
+    try:
+        tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+        tread.leverage_replies = [_nested(5000)] * polls
+        _polls(_daemon(tread, slack, tmp_path, actions="enforce"), polls)
+    finally:
+        tread.close()
+    assert len(tread.leverage_calls) == 1
+    [[intent]] = tread.audit_at_call
+    assert intent.outcome == "calling" and intent.audit_id
+    [decision] = SqliteStore(tmp_path / "state.db").actions()
+    assert decision.audit_id == intent.audit_id
+    assert decision.outcome == "acted" and "nested too deeply" in decision.detail
+    post, check = slack.posts()  # the data still shows 25x: told once, never called again
+    assert "FIRING · CRITICAL" in post.body["text"]
+    assert "lowered SOL:PERP-USDT" in post.body["text"]
+    assert "answered OK but leverage is still 25x" in check.body["text"]
+
+
+def test_a_call_the_next_data_does_not_show_is_reported_once(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """set_leverage answered OK, yet newer data still shows 25x: one notice says so, and
+    nothing is called again in that firing."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    _polls(_daemon(tread, slack, tmp_path, actions="enforce"), 6)
+    assert len(tread.leverage_calls) == 1
+    texts = [post.body["text"] for post in slack.posts()]
+    assert len(texts) == 2 and "lowered SOL" in texts[0] and "still 25x" not in texts[0]
+    assert "set_leverage answered OK but leverage is still 25x" in texts[1]
+    stored = SqliteStore(tmp_path / "state.db").alert(
+        AlertKey("lev-cap", "desk-1", "SOL:PERP-USDT"))
+    assert stored is not None and stored.verify_after is None
+    assert stored.action.endswith("still 25x")
+
+
+def test_a_call_the_next_data_confirms_adds_nothing(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """When newer data shows the lower leverage, no "still" notice is sent."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25", "ETH:PERP-USDT": "25"}))
+    _polls(_daemon(tread, slack, tmp_path, actions="enforce"), 5, after_first=lambda: (
+        tread.set_cached(_cached({"SOL:PERP-USDT": "5", "ETH:PERP-USDT": "25"}))))
+    texts = "\n".join(post.body["text"] for post in slack.posts())
+    assert len(tread.leverage_calls) == 2
+    assert texts.count("set_leverage answered OK but leverage is still 25x") == 1  # ETH only
+    assert "RESOLVED" in texts  # SOL at 5x is below every level
+    stored = SqliteStore(tmp_path / "state.db").load_alerts()
+    assert all(alert.verify_after is None for alert in stored.values())
+
+
+def test_killed_during_the_call_the_next_process_announces_and_does_not_call_again(
+    slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """kill -9 while set_leverage is in flight: the next process announces the firing with
+    "no outcome recorded", calls nothing, and the audit row still reads calling."""
+    tread = _Witness(tmp_path / "state.db")
+    try:
+        tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+        tread.hold = 30
+        env = run_env(tread, slack, tmp_path / "rules.yaml", interval="0.5s")
+        (tmp_path / "rules.yaml").write_text(LEVER_RULES)
+        env["RISKWATCH_ACTIONS"] = "enforce"
+        first = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        assert _wait(lambda: tread.leverage_calls, 20)
+        first.kill()
+        first.wait(timeout=5)
+        tread.hold = 0
+        second = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        assert _wait(slack.posts, 20)
+        time.sleep(2)  # four more polls
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=10)
+    finally:
+        tread.close()
+    assert len(tread.leverage_calls) == 1
+    [post] = slack.posts()
+    assert "FIRING · CRITICAL" in post.body["text"]
+    assert "no outcome recorded" in post.body["text"]
+    [row] = SqliteStore(tmp_path / "state.db").actions()
+    assert row.outcome == "calling"
+    table = riskwatch("actions", env={"RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db"})
+    assert "calling" in table.stdout and "no outcome recorded" in table.stdout
+
+
+def _wait(predicate: Callable[[], object], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

@@ -40,9 +40,6 @@ def _terminate_lock_connection(daemon: Daemon) -> None:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
-calls: list[int] = []  # set_leverage calls made in each trial
-
-
 @pytest.mark.parametrize("standby_after", [0.05, 0.2, 0.35, 0.5, 0.8])
 def test_a_leader_deposed_mid_poll_never_announces_or_acts_twice(
     standby_after: float, tread: FakeTread, slack: FakeSlack, tmp_path: Path, pg_url: str,
@@ -81,7 +78,7 @@ def test_a_leader_deposed_mid_poll_never_announces_or_acts_twice(
     _drive(settings, clock, script)
     firing = [t for t in _texts(slack) if "FIRING" in t and "`eth-margin`" in t]
     assert len(firing) == 1, _texts(slack)
-    calls.append(len(tread.leverage_calls))
+    assert len(tread.leverage_calls) <= 1, tread.leverage_calls
     assert roles[:2] == ["leader", "standby"]
     assert sorted(roles[2:]) == ["leader", "standby"]  # exactly one leads afterwards
 

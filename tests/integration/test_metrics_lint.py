@@ -23,8 +23,10 @@ def test_metrics_pass_promtool_check_metrics() -> None:
     telemetry.poll_duration.observe(0.2)
     telemetry.oldest_waiting.set(12)
     texts.append(generate_latest(telemetry.registry))
+    promtool = shutil.which("promtool")
+    assert promtool is not None
     for text in texts:
-        result = subprocess.run(["promtool", "check", "metrics"], input=text,
+        result = subprocess.run([promtool, "check", "metrics"], input=text,
                                 capture_output=True, check=False, timeout=30)
         assert result.returncode == 0, (result.stdout + result.stderr).decode()
         assert b"riskwatch_build_info" in text and b"riskwatch_actions_total" in text

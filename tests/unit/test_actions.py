@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from riskwatch.actions import COUNTED, Decision, execute, plan
+from riskwatch.acting import Actor
+from riskwatch.actions import (
+    COUNTED,
+    Decision,
+    execute,
+    leverage_after_call,
+    plan,
+    still_high,
+)
 from riskwatch.alerts import Alert, AlertKey, State
-from riskwatch.errors import TreadClientError, TreadError, TreadServerError, TreadUnreachable
-from riskwatch.rules import Action
+from riskwatch.errors import (
+    StoreError,
+    TreadBadResponse,
+    TreadClientError,
+    TreadError,
+    TreadServerError,
+    TreadUnreachable,
+)
+from riskwatch.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.rules import Action, Rule
+from riskwatch.settings import Settings, load_settings
 from riskwatch.silences import Silence
 from riskwatch.snapshot import Snapshot
+from riskwatch.store import SqliteStore, Store
+from riskwatch.telemetry import Telemetry
 from tests.helpers import T0, account, at, position
 
 ACTION = Action(set_leverage=Decimal(5), at="critical")
@@ -102,6 +126,38 @@ def test_execute_retries_5xx_three_times_and_not_400() -> None:
     assert done.outcome == "failed" and api.calls == 1 and "Failed to set leverage" in done.detail
 
 
+def test_an_ok_answer_that_cannot_be_read_is_unknown_and_not_retried() -> None:
+    """A 2xx whose body cannot be read may have worked: one call, outcome unknown."""
+    [decision] = _plan(_alert())
+    api = _Api([TreadBadResponse("POST /api/set_leverage/: the answer is not JSON")])
+    done = asyncio.run(execute(decision, api, backoff=0))
+    assert (done.outcome, api.calls) == ("unknown", 1)
+    assert done.summary() == (
+        "called set_leverage to lower SOL:PERP-USDT on desk-1 from 25x to 5x; outcome "
+        "unknown, not retried: POST /api/set_leverage/: the answer is not JSON")
+
+
+def test_a_call_whose_outcome_was_never_recorded_says_so() -> None:
+    """A row left at calling reads as a call made with no outcome recorded."""
+    [decision] = _plan(_alert())
+    assert replace(decision, outcome="calling").summary().endswith(
+        "from 25x to 5x; no outcome recorded (riskwatch stopped, or its store failed, "
+        "during or right after the call)")
+
+
+def test_leverage_after_call_reads_only_newer_data() -> None:
+    """The check waits for data taken after the data the call was decided on."""
+    waiting = replace(_alert(), verify_after=T0)
+    assert leverage_after_call(_alert(), _snapshot("25"), at(5)) is None  # nothing to check
+    assert leverage_after_call(waiting, _snapshot("25"), at(5)) is None  # taken at T0: not newer
+    newer = replace(_snapshot("25"), accounts=tuple(
+        replace(a, taken_at=at(2)) for a in _snapshot("25").accounts))
+    assert leverage_after_call(waiting, newer, at(5)) == Decimal(25)
+    assert leverage_after_call(waiting, None, at(5)) is None
+    assert still_high("lowered X", Decimal(25)) == (
+        "lowered X; set_leverage answered OK but leverage is still 25x")
+
+
 leverages = st.one_of(st.none(), st.decimals(min_value=1, max_value=125, places=1))
 modes = st.sampled_from(["off", "dry-run", "enforce"])
 
@@ -144,3 +200,226 @@ def test_properties_of_every_decision(
     assert len(audit) == len(due_alerts)  # every due alert has exactly one logged decision
     assert all(d.outcome in {"acted", "failed", "dry-run", "skipped"} for d in audit)
     assert {d.outcome for d in audit} <= COUNTED | {"skipped"}
+
+
+# ------------------------------------------------------------------ two replicas, faults everywhere
+
+LEVER_RULE = {"name": "lev", "scope": "position", "metric": "leverage",
+              "levels": {"warning": "10", "critical": "20"}}
+ANSWERS = ["ok", "ok-unapplied", "500", "down", "422", "recursion", "bad-json", "value-error"]
+
+
+class _FaultyStore(SqliteStore):
+    """A real SQLite store whose reads and writes fail when the shared script says so."""
+
+    def __init__(self, path: Path, faults: _Faults) -> None:
+        super().__init__(path)
+        self.faults = faults
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        if self.faults.next_store():
+            raise StoreError("state store: disk I/O error (injected)")
+        return super()._query(sql, args)
+
+    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]],
+               fence: int | None = None) -> None:
+        if self.faults.next_store():
+            raise StoreError("state store: disk I/O error (injected)")
+        super()._write(statements, fence)
+
+
+class _Faults:
+    """What goes wrong, step by step, shared by both replicas and the fake API."""
+
+    def __init__(self, store: set[int], answers: list[str], ids: list[bool]) -> None:
+        self.store, self.answers, self.ids = store, list(answers), list(ids)
+        self.store_calls = 0
+        self.armed = False  # set up and final checks run without faults
+
+    def next_store(self) -> bool:
+        """Does this read or write of the store fail? (the n-th ones in ``store`` do)"""
+        if not self.armed:
+            return False
+        self.store_calls += 1
+        return self.store_calls in self.store
+
+    def next_answer(self) -> str:
+        return self.answers.pop(0) if self.answers else "ok"
+
+    def next_ids_fail(self) -> bool:
+        return bool(self.ids) and self.ids.pop(0)
+
+
+class _Exchange:
+    """The fake API: positions with a leverage, set_leverage, account ids, and a witness that
+    reads the audit log (without faults) as each call arrives."""
+
+    def __init__(self, leverages: dict[str, Decimal], opens: dict[str, int], faults: _Faults,
+                 audit: SqliteStore) -> None:
+        self.leverages = leverages
+        self.opens = opens  # the poll at which each position is opened
+        self.faults = faults
+        self.audit = audit
+        self.poll = 0
+        self.calls: list[tuple[int, str, Decimal, Decimal]] = []  # poll, pair, from, to
+        self.unaudited: list[str] = []
+
+    async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
+        self.calls.append((self.poll, pair, self.leverages[pair], Decimal(leverage)))
+        if not any(row.pair == pair and row.outcome == "calling" for row in self.audit.actions()):
+            self.unaudited.append(pair)
+        answer = self.faults.next_answer()
+        errors: dict[str, Exception] = {
+            "500": TreadServerError("HTTP 500"), "down": TreadUnreachable("reset"),
+            "422": TreadClientError("HTTP 422 (Failed to set leverage)", 422),
+            "recursion": RecursionError("maximum recursion depth exceeded"),
+            "bad-json": TreadBadResponse("POST /api/set_leverage/: not JSON"),
+            "value-error": ValueError("Expecting value: line 1 column 1"),
+        }
+        if answer in errors:
+            raise errors[answer]
+        if answer == "ok":
+            self.leverages[pair] = Decimal(leverage)
+        return "Leverage changed successfully."
+
+    async def account_ids(self) -> dict[str, str]:
+        if self.faults.next_ids_fail():
+            raise RecursionError("maximum recursion depth exceeded")
+        return {"desk-1": "uuid-1"}
+
+    def snapshot(self, now: datetime, with_id: bool) -> Snapshot:
+        rows = [position(pair, leverage=str(lev)) for pair, lev in self.leverages.items()
+                if self.opens[pair] <= self.poll]
+        desk = replace(account("desk-1", *rows, taken_at=now), id="uuid-1" if with_id else None)
+        return Snapshot("cached", now, (desk,))
+
+
+class _Replica:
+    """What one daemon holds: its actor and its alerts in memory."""
+
+    def __init__(self, settings: Settings, store: Store, api: _Exchange) -> None:
+        self.store = store
+        self.actor = Actor(settings, store, api, Telemetry(), backoff=0)  # type: ignore[arg-type]
+        self.alerts: dict[AlertKey, Alert] = {}
+        self.must_reload = True
+
+    async def poll(self, rules: list[CompiledRule], snapshot: Snapshot, now: datetime,
+                   crash: bool) -> None:
+        """One poll as the daemon runs it: decide, act, save. A store error aborts it and the
+        alerts are read again from the store; a crash after acting (``crash``) aborts it and
+        the daemon goes on with the alerts it has in memory."""
+        try:
+            if self.must_reload:  # taking the lead, or back after a store error
+                self.alerts = self.store.load_alerts()
+                self.must_reload = False
+            decisions = decide(rules, snapshot, self.alerts, now)
+            await self.actor.act(rules, decisions, self.alerts, snapshot, [], now)
+            if crash:
+                return  # as if a later step raised: "poll crashed", nothing saved
+            self.store.save_poll(decisions.changed, decisions.dropped, [], now)
+        except StoreError:
+            self.must_reload = True
+            return
+        for key in decisions.dropped:
+            self.alerts.pop(key, None)
+        self.alerts.update(decisions.changed)
+
+
+def _case(**changes: Any) -> Any:
+    """An explicit example: one position at 25x, target 5x, enforce, cap 5, no faults."""
+    base: dict[str, Any] = {
+        "leverages": [Decimal(25)], "target": Decimal(5), "at_level": "critical",
+        "mode": "enforce", "used": 0, "limit": 5, "leaders": [0, 0, 0], "opened": [],
+        "crashes": set(), "answers": [], "store_faults": set(), "id_faults": [],
+        "with_id": True}
+    return example(**{**base, **changes})
+
+
+# store operations of replica 0's first poll: 1 load alerts, 2 look up the due alert,
+# 3 read the last hour of the audit log, 4 write the intent, 5 write the outcome, 6 save
+@_case(crashes={0}, answers=["ok-unapplied"])  # a later step crashed: memory is stale
+@_case(crashes={0}, answers=["recursion"], leaders=[0, 1, 0])
+@_case(store_faults={5, 6}, answers=["recursion"], leaders=[0, 1, 0])  # outcome, save fail
+@_case(store_faults={4}, answers=["down", "ok"])  # no intent written: no call, later one
+@_case(answers=["bad-json", "value-error"], leverages=[Decimal(25), Decimal(30)])
+@_case(answers=["recursion"], leverages=[Decimal(25), Decimal(30)], opened=[0, 1], limit=1)
+@settings(max_examples=300, deadline=None)
+@given(
+    leverages=st.lists(st.decimals(min_value=1, max_value=60, places=0), min_size=1,
+                       max_size=5),
+    target=st.decimals(min_value=1, max_value=30, places=0),
+    at_level=st.sampled_from(["warning", "critical"]),
+    mode=st.sampled_from(["off", "dry-run", "enforce", "enforce"]),
+    used=st.integers(0, 6), limit=st.integers(0, 6),
+    leaders=st.lists(st.integers(0, 1), min_size=1, max_size=10),
+    opened=st.lists(st.integers(0, 3), max_size=5),
+    crashes=st.sets(st.integers(0, 4), max_size=3),
+    answers=st.lists(st.sampled_from(ANSWERS), max_size=30),
+    store_faults=st.sets(st.integers(1, 60), max_size=4),
+    id_faults=st.lists(st.booleans(), max_size=5),
+    with_id=st.booleans(),
+)
+def test_two_replicas_with_faults_at_every_step_never_run_away(
+    leverages: list[Decimal], target: Decimal, at_level: str, mode: str, used: int,
+    limit: int, leaders: list[int], opened: list[int], crashes: set[int],
+    answers: list[str], store_faults: set[int], id_faults: list[bool], with_id: bool,
+) -> None:
+    """Network errors, unreadable answers, store failures and crashes anywhere, two replicas
+    sharing one store: no call raises leverage or happens outside enforce, at most one per
+    firing, never over the cap, each call's audit row written before it, every decision
+    audited."""
+    rule = Rule.model_validate({**LEVER_RULE, "action": {"set_leverage": str(target),
+                                                         "at": at_level}})
+    faults = _Faults(store_faults, answers, id_faults)
+    pairs = [f"P{i}:PERP-USDT" for i in range(len(leverages))]
+    opens = {pair: opened[i] if i < len(opened) else 0 for i, pair in enumerate(pairs)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.db"
+        clean = SqliteStore(path)
+        clean.record_actions([Decision(T0, "old", "desk-0", "Bybit", "X:PERP-USDT", Decimal(9),
+                                       Decimal(3), "enforce", "acted")] * used)
+        api = _Exchange(dict(zip(pairs, leverages, strict=True)), opens, faults, clean)
+        config = load_settings(actions=mode, max_actions_per_hour=limit)
+        replicas = [_Replica(config, _FaultyStore(path, faults), api) for _ in range(2)]
+        asyncio.run(_run_polls(replicas, compile_rules([rule]), api, leaders, crashes, with_id))
+        audit, stored = clean.actions(), clean.load_alerts()
+        for store in (clean, *(replica.store for replica in replicas)):
+            store.close()
+    if mode != "enforce":
+        assert api.calls == []
+    for _, pair, before, after in api.calls:
+        assert after < before and after == target, (pair, before, after)
+    polls_with_call: dict[str, set[int]] = {}
+    for poll, pair, _, _ in api.calls:
+        polls_with_call.setdefault(pair, set()).add(poll)
+    assert all(len(polls) == 1 for polls in polls_with_call.values()), polls_with_call
+    assert api.unaudited == []
+    assert sum(1 for row in audit if row.outcome != "skipped") <= max(used, limit)
+    _every_decision_audited(audit, [stored, *(replica.alerts for replica in replicas)])
+
+
+async def _run_polls(replicas: list[_Replica], rules: list[CompiledRule], api: _Exchange,
+                     leaders: list[int], crashes: set[int], with_id: bool) -> None:
+    """One poll a minute by the leader of the moment; a new leader reads the store first."""
+    api.faults.armed = True
+    leader = None
+    for index, number in enumerate(leaders):
+        now = at(60 * (index + 1))
+        api.poll = index
+        if number != leader:
+            replicas[number].must_reload = True
+            leader = number
+        await replicas[number].poll(rules, api.snapshot(now, with_id), now, index in crashes)
+    api.faults.armed = False
+
+
+def _every_decision_audited(audit: list[Decision],
+                            holders: list[dict[AlertKey, Alert]]) -> None:
+    """Every alert marked as decided, in the store or in a replica, has its audit row."""
+    audited = {(row.rule, row.account, row.pair) for row in audit}
+    for alerts in holders:
+        decided = [key for key, alert in alerts.items() if alert.action]
+        assert all(tuple(key) in audited for key in decided), (decided, audited)
+    for row in audit:
+        if row.audit_id is not None:  # a call: its outcome, or still "calling" if unrecorded
+            assert row.outcome in {"calling", "acted", "failed", "unknown"}
