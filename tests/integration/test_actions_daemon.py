@@ -268,7 +268,7 @@ def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
     assert decision.outcome == "acted" and "nested too deeply" in decision.detail
     post, check = slack.posts()  # the data still shows 25x: told once, never called again
     assert "FIRING · CRITICAL" in post.body["text"]
-    assert "lowered SOL:PERP-USDT" in post.body["text"]
+    assert "*Action:* lowered SOL:" in post.body["text"]
     assert "answered OK but leverage is still 25x" in check.body["text"]
 
 
