@@ -52,6 +52,10 @@ class Telemetry:
             "riskwatch_out_of_order_answers",
             "Account answers older than one already seen, ignored (time never goes back).",
             registry=r)
+        self.folded = Counter(
+            "riskwatch_outbox_folded_messages",
+            "Waiting messages folded into the current state of their alerts (a backlog).",
+            registry=r)
         self.heartbeats = Counter("riskwatch_heartbeats", "Heartbeat calls by result.",
                                   ["result"], registry=r)
         self.build = Info("riskwatch_build", "The running riskwatch.", registry=r)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind
+from riskwatch.alerts import RANK, Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.errors import NotLeading
 from riskwatch.notify import text
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
@@ -28,6 +28,10 @@ from riskwatch.telemetry import Telemetry
 log = structlog.get_logger("riskwatch.notify")
 
 MIN_POST_INTERVAL = timedelta(seconds=1)
+# Past this many messages waiting for one destination (Slack takes one a second per
+# channel), what waits is folded into the current state of every alert it covers, so
+# that a new critical never queues behind a backlog.
+FOLD_BACKLOG_AT = 20
 MAX_BACKOFF = timedelta(seconds=30)
 THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED})
 
@@ -108,6 +112,17 @@ def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
         yield rest[start:start + size], True
 
 
+def _urgency(notice: Notice) -> tuple[int, int]:
+    """Firing before resolved, critical before warning before info."""
+    resolved = notice.kind is NoticeKind.RESOLVED
+    return (1 if resolved else 0, -RANK.get(notice.alert.severity, 0))
+
+
+def _batches(items: Sequence[Notice], size: int) -> Iterable[Sequence[Notice]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 def backoff(attempts: int) -> timedelta:
     """1s, 2s, 4s ... capped at 30 s, so a recovered Slack hears from us soon."""
     return min(timedelta(seconds=2 ** min(attempts, 10)), MAX_BACKOFF)
@@ -152,6 +167,7 @@ class Deliverer:
             if not self.active:
                 return None
             now = self.clock()
+            self._fold_backlogs(now)
             waits: list[float] = []
             progressed = False
             for row in self._heads():
@@ -196,6 +212,43 @@ class Deliverer:
         if not heads:
             return 0.0
         return max(0.0, max((now - row.created_at).total_seconds() for row in heads))
+
+    def _fold_backlogs(self, now: datetime) -> None:
+        """Fold each destination's backlog, once it passes FOLD_BACKLOG_AT, into the current
+        state of every alert it covers: nothing is lost, and the newest state goes first."""
+        for destination, waiting in self.store.backlogs().items():
+            if waiting <= FOLD_BACKLOG_AT:
+                continue
+            rows = self.store.backlog(destination)
+            notices = self._current_states(rows)
+            messages = [
+                NewMessage(uuid.uuid4().hex, destination,
+                           {"notices": [notice_to_dict(n) for n in chunk], "thread": None,
+                            "compact": True, "folded": len(rows)})
+                for chunk in _batches(notices, text.MAX_LINES_PER_MESSAGE)
+            ]
+            self.store.fold(rows, messages, now)
+            self.telemetry.folded.inc(len(rows))
+            log.warning("Slack backlog folded into the current state of its alerts",
+                        destination=destination, waiting=len(rows), alerts=len(notices),
+                        messages=len(messages))
+
+    def _current_states(self, rows: Sequence[OutboxRow]) -> list[Notice]:
+        """One notice per alert the rows mention: where it stands now, most urgent first."""
+        latest: dict[AlertKey, Notice] = {}
+        for row in rows:
+            for data in row.payload.get("notices", []):
+                notice = notice_from_dict(data)
+                latest[notice.alert.key] = notice
+        current: list[Notice] = []
+        for key, notice in latest.items():
+            alert = self.store.alert(key) or notice.alert  # dropped since: as last told
+            if alert.state is State.PENDING:
+                continue  # it never fired, or fired and cleared into a new pending breach
+            kind = NoticeKind.RESOLVED if alert.state is State.RESOLVED else NoticeKind.FIRING
+            current.append(Notice(kind, alert))
+        current.sort(key=_urgency)
+        return current
 
     def _heads(self) -> list[OutboxRow]:
         """The oldest waiting message of each destination (later ones wait: order is kept)."""

@@ -252,6 +252,32 @@ class Store(ABC):
         return OutboxSummary(int(pending), int(found.get("failed", (0, None))[0]),
                              datetime.fromisoformat(oldest) if oldest else None)
 
+    def backlogs(self) -> dict[str, int]:
+        """How many messages wait for each destination."""
+        rows = self._query("SELECT destination, count(*) FROM outbox WHERE status='pending' "
+                           "GROUP BY destination")
+        return {str(destination): int(count) for destination, count in rows}
+
+    def backlog(self, destination: str) -> list[OutboxRow]:
+        """Every message waiting for ``destination``, oldest first."""
+        rows = self._query(
+            "SELECT seq, id, destination, created_at, payload, status, attempts, "
+            "next_attempt_at, last_error FROM outbox WHERE status='pending' AND destination=? "
+            "ORDER BY seq", (destination,))
+        return _outbox_rows(rows)
+
+    def fold(self, folded: Iterable[OutboxRow], messages: Iterable[NewMessage],
+             now: datetime) -> None:
+        """Replace waiting messages by the messages that sum them up, atomically."""
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            ("DELETE FROM outbox WHERE seq=?", (row.seq,)) for row in folded]
+        statements += [
+            ("INSERT INTO outbox (id, destination, created_at, payload) VALUES (?, ?, ?, ?)",
+             (message.id, message.destination, now.isoformat(), json.dumps(message.payload)))
+            for message in messages
+        ]
+        self._fenced(statements)
+
     def outbox_heads(self) -> list[OutboxRow]:
         """The oldest waiting message of each destination (the next one each may send)."""
         rows = self._query(
