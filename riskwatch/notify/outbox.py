@@ -32,6 +32,7 @@ MIN_POST_INTERVAL = timedelta(seconds=1)
 # channel), what waits is folded into the current state of every alert it covers, so
 # that a new critical never queues behind a backlog.
 FOLD_BACKLOG_AT = 20
+FOLD_AFTER = timedelta(seconds=10)  # a burst of one big poll goes out as it is, at first
 MAX_BACKOFF = timedelta(seconds=30)
 THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED})
 
@@ -214,12 +215,15 @@ class Deliverer:
         return max(0.0, max((now - row.created_at).total_seconds() for row in heads))
 
     def _fold_backlogs(self, now: datetime) -> None:
-        """Fold each destination's backlog, once it passes FOLD_BACKLOG_AT, into the current
-        state of every alert it covers: nothing is lost, and the newest state goes first."""
+        """Fold each destination's backlog, once it passes FOLD_BACKLOG_AT messages and its
+        oldest has waited FOLD_AFTER, into the current state of every alert it covers:
+        nothing is lost, and the newest state goes first."""
         for destination, waiting in self.store.backlogs().items():
             if waiting <= FOLD_BACKLOG_AT:
                 continue
             rows = self.store.backlog(destination)
+            if not rows or now - rows[0].created_at < FOLD_AFTER:
+                continue
             notices = self._current_states(rows)
             messages = [
                 NewMessage(uuid.uuid4().hex, destination,
