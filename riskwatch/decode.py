@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import chain
@@ -24,10 +25,12 @@ from typing import Any
 
 import msgspec
 
+from riskwatch import deep
 from riskwatch.errors import TreadBadResponse
 from riskwatch.snapshot import (
     NUMBER_FIELDS,
     Account,
+    AccountProblem,
     Asset,
     CachedAsset,
     NonEmptyText,
@@ -82,9 +85,43 @@ def read_snapshot(body: bytes, source: Source, received_at: datetime, what: str)
             return _clean_live(_LIVE.decode(body), received_at)
         return _clean_cached(_CACHED.decode(body), received_at)
     except (msgspec.DecodeError, _NotClean, RecursionError):
-        data = parse_json(body, what)
+        try:
+            data = parse_json(body, what)
+        except _TooDeep:
+            return _read_deep(body, source, received_at, what)
         return from_live(data, received_at) if source == "live" else from_cached(data,
                                                                                   received_at)
+
+
+class _TooDeep(TreadBadResponse):
+    """JSON nested too deeply to decode in one piece."""
+
+
+def _read_deep(body: bytes, source: Source, received_at: datetime, what: str) -> Snapshot:
+    """Read the answer entry by entry: an entry too deep to decode is that entry's
+    ``account-error``, and every other account is read as usual (see :mod:`deep`)."""
+    try:
+        top = deep.read_top_level(body.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        raise TreadBadResponse(f"{what}: the API sent JSON nested too deeply to read") from None
+    if source == "live":
+        too_deep = [AccountProblem(str(name), _DEEP_ENTRY, entry.exchange)
+                    for name, entry in top.items() if isinstance(entry, deep.TooDeep)]
+        readable = {name: entry for name, entry in top.items()
+                    if not isinstance(entry, deep.TooDeep)}
+        snapshot = from_live(readable, received_at)
+    else:
+        balances, deep_balances = deep.split_deep(top.get("balances"), lambda entry: (
+            AccountProblem(entry.account or "?", _DEEP_ENTRY, entry.exchange)))
+        errors, deep_errors = deep.split_deep(top.get("errors"), lambda entry: (
+            AccountProblem(entry.account or "?", "an error entry for it is nested too "
+                           "deeply to read", entry.exchange)))
+        snapshot = from_cached({"balances": balances, "errors": errors}, received_at)
+        too_deep = deep_balances + deep_errors
+    return replace(snapshot, problems=(*snapshot.problems, *too_deep))
+
+
+_DEEP_ENTRY = "its entry is nested too deeply to read"
 
 
 def parse_json(body: bytes, what: str) -> Any:
@@ -92,7 +129,7 @@ def parse_json(body: bytes, what: str) -> Any:
     try:
         return json.loads(body, parse_float=Decimal)
     except RecursionError:
-        raise TreadBadResponse(f"{what}: the API sent JSON nested too deeply to read") from None
+        raise _TooDeep(f"{what}: the API sent JSON nested too deeply to read") from None
     except ValueError:
         start = body[:1].decode("ascii", "replace")
         kind = "an HTML page" if start == "<" else "a body that is not JSON"

@@ -117,43 +117,58 @@ def test_a_number_that_breaks_the_arithmetic_is_one_account_error(
     assert _sample(daemon, "riskwatch_polls_total", result="ok") == 1
 
 
-@pytest.mark.parametrize("body", [
-    {"balances": [], "errors": [json.loads("[" * 900 + "]" * 900)]},  # decodable, deep
-    "errors-5000",
-    "500-5000",
-])
-def test_a_deeply_nested_answer_is_a_failed_poll_that_feeds_source_down(
-    body: Any, tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+@pytest.mark.parametrize("where", ["errors", "balances"])
+def test_an_entry_nested_thousands_deep_is_that_entrys_account_error(
+    where: str, tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
-    """An errors[] entry or a 500 body nested thousands of levels deep: never a crash; a
-    counted failed poll named on /readyz, and source-down within STALE_AFTER."""
+    """An errors[] entry, or an account's entry, nested 5,000 levels deep: an account-error
+    naming that account; the healthy account's alert fires as usual; the poll is ok."""
+    clock = Clock(tread)
+    deep = "[" * 5000 + "]" * 5000
+    healthy = json.dumps(cached_with_ratio("0.9"))
+    if where == "errors":
+        entry = '{"account_name": "desk-2", "message": ' + deep + "}"
+        body = healthy.replace('"errors": []', '"errors": [' + entry + "]")
+    else:
+        entry = '{"account_name": "desk-2", "exchange_name": "OKX", "assets": ' + deep + "}"
+        body = healthy.replace('"balances": [', '"balances": [' + entry + ", ")
+    tread.override = Reply(200, body.encode(), {"Content-Type": "application/json"})
+
+    async def script(daemon: Daemon) -> None:
+        await _tick(daemon, clock)
+
+    daemon = _drive(_settings(tread, slack, tmp_path), clock, script)
+    text = "\n".join(_texts(slack))
+    assert "`eth-margin`" in text and "desk-1" in text
+    assert "`account-error`" in text and "desk-2" in text and "nested too deeply" in text
+    assert _sample(daemon, "riskwatch_polls_total", result="ok") == 1
+
+
+def test_a_500_body_nested_thousands_deep_is_a_failed_poll_that_feeds_source_down(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """A 500 whose body nests 5,000 levels: never a crash; a counted failed poll named on
+    /readyz, source-down within STALE_AFTER, resolved when the API is back."""
     clock = Clock(tread)
     tread.set_cached(cached_with_ratio("0.1"))
     deep = b"[" * 5000 + b"]" * 5000
-    if body == "errors-5000":
-        reply = Reply(200, b'{"balances": [], "errors": [' + deep + b"]}",
-                      {"Content-Type": "application/json"})
-    elif body == "500-5000":
-        reply = Reply(500, b'{"errors": [' + deep + b"]}", {"Content-Type": "application/json"})
-    else:
-        reply = Reply.json(body)
+    reply = Reply(500, b'{"errors": [' + deep + b"]}", {"Content-Type": "application/json"})
+    reasons: list[str] = []
 
     async def script(daemon: Daemon) -> None:
         await _tick(daemon, clock)
         tread.override = reply
         for _ in range(4):
             await _tick(daemon, clock)
+        reasons.extend(daemon.not_ready())
         tread.override = None
         await _tick(daemon, clock)
 
-    settings = _settings(tread, slack, tmp_path)
-    daemon = _drive(settings, clock, script)
+    daemon = _drive(_settings(tread, slack, tmp_path), clock, script)
     texts = _texts(slack)
-    if body not in ("errors-5000", "500-5000"):  # a readable entry: that account's error
-        assert any("`account-error`" in t for t in texts), texts
-        return
     assert any("FIRING" in t and "`source-down`" in t for t in texts), texts
     assert any("RESOLVED" in t and "`source-down`" in t for t in texts), texts
+    assert any("HTTP 500" in r and "nested too deeply" in r for r in reasons), reasons
     assert _sample(daemon, "riskwatch_polls_total", result="error") == 4
 
 
