@@ -96,15 +96,29 @@ def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
     """Detailed messages for the first alerts of a poll, one-line summaries past that.
 
     A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
-    and every alert still appears.
+    and every alert still appears. A message also ends before its text would pass
+    :data:`text.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
     """
     detailed, rest = items[:text.MAX_DETAILED_PER_POLL], items[text.MAX_DETAILED_PER_POLL:]
-    size = text.MAX_ALERTS_PER_MESSAGE
-    for start in range(0, len(detailed), size):
-        yield detailed[start:start + size], False
-    size = text.MAX_LINES_PER_MESSAGE
-    for start in range(0, len(rest), size):
-        yield rest[start:start + size], True
+    for chunk in _fill(detailed, text.MAX_ALERTS_PER_MESSAGE, compact=False):
+        yield chunk, False
+    for chunk in _fill(rest, text.MAX_LINES_PER_MESSAGE, compact=True):
+        yield chunk, True
+
+
+def _fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Sequence[Notice]]:
+    """Consecutive runs of ``items``, each at most ``most`` long and within the budget."""
+    chunk: list[Notice] = []
+    used = 0
+    for notice in items:
+        size = text.rendered_size(notice, compact=compact)
+        if chunk and (len(chunk) == most or used + size > text.MESSAGE_BUDGET):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(notice)
+        used += size
+    if chunk:
+        yield chunk
 
 
 def backoff(attempts: int) -> timedelta:

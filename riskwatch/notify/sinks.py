@@ -3,6 +3,10 @@
 A sink sends one rendered message and says how it went, including whether a failure is
 worth retrying (429, 5xx, network) or permanent (``invalid_auth``, ``channel_not_found``),
 as Alertmanager's notifiers do.
+
+Every post and update asks Slack to link nothing by name (``link_names: false``,
+``parse: none``): the text's own escaping (:mod:`riskwatch.notify.text`) is what makes
+API strings inert, and Slack is not asked to find mentions in them.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ class SlackWebSink:
         try:
             response = self.client.chat_postMessage(
                 channel=self.channel, text=text, thread_ts=thread_ts, unfurl_links=False,
-                unfurl_media=False, mrkdwn=True,
+                unfurl_media=False, mrkdwn=True, link_names=False, parse="none",
             )
         except SlackApiError as error:
             return _api_failure(error)
@@ -113,7 +117,8 @@ class SlackWebSink:
     def update(self, channel: str, ts: str, text: str) -> Delivery:
         """Rewrite a message the bot posted earlier."""
         try:
-            self.client.chat_update(channel=channel, ts=ts, text=text)
+            self.client.chat_update(channel=channel, ts=ts, text=text, link_names=False,
+                                    parse="none")
         except SlackApiError as error:
             return _api_failure(error)
         except Exception as error:
@@ -144,7 +149,9 @@ class SlackWebhookSink:
     def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Post through the webhook."""
         try:
-            response = self.client.send(text=text, unfurl_links=False, unfurl_media=False)
+            response = self.client.send_dict({"text": text, "unfurl_links": False,
+                                              "unfurl_media": False, "link_names": False,
+                                              "parse": "none"})
         except Exception as error:
             return _network_failure(error)
         if response.status_code == 200:

@@ -1,7 +1,15 @@
 """How alerts read in Slack and in the terminal.
 
-Every string that comes from the API (account names, symbols, exchanges, error text) goes
-through :func:`slack_escape`, so no account name can mention ``@channel`` or plant a link.
+Every string that comes from the API (account names, symbols, exchanges, error text) is
+shown as one inert line (:func:`inert`): characters that are not printable (line breaks,
+terminal escapes, C1 controls, bidi overrides, zero-width characters) are shown as
+``\\n``, ``\\x1b``, ``\\u202e`` …, and it is cut at :data:`NAME_LIMIT` (or
+:data:`TEXT_LIMIT` for error text and action outcomes) with an ellipsis. In Slack it is
+also an inline code span (:func:`slack_code`), so ``*``, ``_``, ``~`` and emoji codes
+in it are text, ``& < >`` are escaped as Slack asks (no ``<!channel>``, no
+``<url|text>``), and what Slack would turn into a link by itself is broken visibly
+(``evil[.]example``, ``http[:]//``). Everything else stays as it is, so a symbol such as
+``ETH:PERP-USDT`` reaches Slack verbatim, for search and copy.
 """
 
 from __future__ import annotations
@@ -19,29 +27,57 @@ from riskwatch.metrics import LEVERAGE_METRICS, MONEY_METRICS, RATIO_METRICS
 MAX_ALERTS_PER_MESSAGE = 20  # detailed alerts per message
 MAX_DETAILED_PER_POLL = 100  # past this many alerts in one poll, the rest are one line each
 MAX_LINES_PER_MESSAGE = 100  # one-line alerts per message
-MAX_TEXT = 12_000
-_ZWSP = "\u200b"
-_BREAKERS = re.compile(r"([@.:/!#])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_TEXT = 12_000  # characters a message may have; the planner splits messages to stay below
+MESSAGE_BUDGET = MAX_TEXT - 500  # room for the header and for durations that grow
+NAME_LIMIT = 200  # characters shown of an account name, exchange or symbol
+TEXT_LIMIT = 600  # characters shown of an error text or an action's outcome
+ELLIPSIS = "…"
+_AUTOLINK_SCHEME = re.compile(r"://")
+# a dot between a letter or digit and a letter, as in a host name (rule files excepted)
+_AUTOLINK_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[A-Za-z])(?!ya?ml\b)")
 EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:",
          "info": ":large_blue_circle:"}
 
 
-def slack_escape(text: str) -> str:
-    """Make an untrusted string inert in Slack mrkdwn.
+def inert(text: str, limit: int = NAME_LIMIT) -> str:
+    """``text`` as one line with nothing hidden in it, at most ``limit`` characters.
 
-    ``& < >`` are escaped as Slack asks, which defuses ``<!channel>`` and ``<url|text>``;
-    a zero-width space after ``@ . : / ! #`` stops Slack from turning plain ``@here``,
-    ``#channel`` or ``example.com`` into a mention or a link.
+    A character that is not printable (line breaks, tabs, escapes, C0/C1 controls, bidi
+    and zero-width format characters, unpaired surrogates, unassigned code points) is
+    shown as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``); past ``limit`` the
+    text is cut and ends with an ellipsis.
     """
-    text = _CONTROL.sub("", text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BREAKERS.sub(lambda m: m.group(1) + _ZWSP, text)
+    pieces: list[str] = []
+    size = 0
+    for index, char in enumerate(text):
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        if size + len(piece) > limit - (1 if index < len(text) - 1 else 0):
+            pieces.append(ELLIPSIS)
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces)
 
 
-def plain(text: str) -> str:
-    """Strip control characters (terminal escapes) from an untrusted string."""
-    return _CONTROL.sub("", text).replace("\x1b", "")
+def slack_code(text: str, limit: int = NAME_LIMIT) -> str:
+    """An untrusted string as an inline code span of Slack mrkdwn that does nothing.
+
+    One inert line (:func:`inert`); a backtick becomes U+02CB so the span cannot end
+    early; ``& < >`` are escaped as Slack asks, which defuses ``<!channel>`` and
+    ``<url|text>``; ``://`` and host-name dots are shown as ``[:]//`` and ``[.]`` so
+    Slack links nothing by itself.
+    """
+    shown = inert(text, limit).replace("`", "\u02cb")
+    if not shown.strip():
+        return "(blank)"
+    shown = shown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    shown = _AUTOLINK_DOT.sub("[.]", _AUTOLINK_SCHEME.sub("[:]//", shown))
+    return f"`{shown}`"
+
+
+def plain(text: str, limit: int = NAME_LIMIT) -> str:
+    """An untrusted string as one inert line for the terminal (see :func:`inert`)."""
+    return inert(text, limit)
 
 
 def format_value(metric: str, value: Decimal | None) -> str:
@@ -88,10 +124,10 @@ def headline(notice: Notice) -> str:
 
 
 def _where(alert: Alert, escape: bool) -> str:
-    clean = slack_escape if escape else plain
+    clean = slack_code if escape else plain
     parts = []
     if alert.key.account:
-        exchange = f" ({clean(alert.exchange)})" if alert.exchange else ""
+        exchange = f" at {clean(alert.exchange)}" if alert.exchange else ""
         parts.append(f"account {clean(alert.key.account)}{exchange}")
     if alert.key.symbol:
         parts.append(f"symbol {clean(alert.key.symbol)}")
@@ -128,9 +164,9 @@ def slack_alert(notice: Notice, now: datetime) -> str:
         lines.append(_operator_text(alert.description))
     lines.append(" · ".join(_facts(notice, now, escape=True)))
     if alert.detail:
-        lines.append(f"> {slack_escape(alert.detail)[:600]}")
+        lines.append(f"> {slack_code(alert.detail, TEXT_LIMIT)}")
     if alert.action:
-        lines.append(f"*Action:* {slack_escape(alert.action)[:400]}")
+        lines.append(f"*Action:* {slack_code(alert.action, TEXT_LIMIT)}")
     if alert.runbook:
         lines.append(f"<{_operator_text(alert.runbook)}|Runbook>")
     return "\n".join(lines)
@@ -156,7 +192,14 @@ def slack_line(notice: Notice) -> str:
     alert = notice.alert
     value = format_value(alert.metric, alert.value) if alert.value is not None else ""
     where = _where(alert, escape=True)
-    return f"• *{headline(notice)}* `{alert.key.rule}` {where} {value}".rstrip()[:300]
+    return f"• *{headline(notice)}* `{alert.key.rule}` {where} {value}".rstrip()
+
+
+def rendered_size(notice: Notice, *, compact: bool) -> int:
+    """About how many characters ``notice`` takes in a Slack message (for the planner)."""
+    if compact:
+        return len(slack_line(notice)) + 1
+    return len(slack_alert(notice, notice.alert.since)) + 2 + 20  # the duration may grow
 
 
 def _clip(text: str) -> str:
@@ -175,9 +218,9 @@ def terminal_message(notices: Sequence[Notice], now: datetime) -> str:
         lines.append(f"[{now:%H:%M:%S}] {headline(notice)}  {alert.key.rule}")
         lines.append("    " + " · ".join(_facts(notice, now, escape=False)))
         if alert.detail:
-            lines.append(f"    {plain(alert.detail)[:300]}")
+            lines.append(f"    {plain(alert.detail, TEXT_LIMIT)}")
         if alert.action:
-            lines.append(f"    action: {plain(alert.action)[:300]}")
+            lines.append(f"    action: {plain(alert.action, TEXT_LIMIT)}")
     return "\n".join(lines)
 
 

@@ -76,7 +76,7 @@ def test_dry_run_says_what_it_would_do_and_calls_nothing(
         structlog.reset_defaults()
     assert tread.leverage_calls == []
     [post] = slack.posts()
-    assert "would lower SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
+    assert "would lower SOL:PERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
     assert "would lower SOL:PERP-USDT on desk-1 from 25x to 5x" in stream.getvalue()
 
 
@@ -89,7 +89,7 @@ def test_enforce_calls_once_per_firing_with_the_exact_body(
     assert tread.leverage_calls == [
         {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": [ACCOUNT_ID]}]
     [post] = slack.posts()
-    assert "lowered SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
+    assert "lowered SOL:PERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
 
 
 def test_enforce_on_live_source_finds_the_account_id_by_name(
