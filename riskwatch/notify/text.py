@@ -178,13 +178,35 @@ def _operator_text(text: str) -> str:
 
 
 def slack_message(notices: Sequence[Notice], now: datetime, *, compact: bool = False) -> str:
-    """Alerts that changed in one poll, as one Slack message (one line each when compact)."""
+    """Alerts that changed in one poll, as one Slack message (one line each when compact).
+
+    A detailed message that would pass :data:`MAX_TEXT` (the planner sizes messages, but
+    an in-place update may show more text than the post did) shows one line per alert
+    instead, so every alert still appears.
+    """
     if compact:
-        lines = [slack_line(notice) for notice in notices]
-        return _clip(f"*riskwatch: {len(notices)} more alerts changed*\n" + "\n".join(lines))
+        return _lines(f"*riskwatch: {len(notices)} more alerts changed*", notices)
     blocks = [slack_alert(notice, now) for notice in notices]
     header = f"*riskwatch: {len(notices)} alerts changed*\n\n" if len(notices) > 1 else ""
-    return _clip(header + "\n\n".join(blocks))
+    message = header + "\n\n".join(blocks)
+    if len(message) <= MAX_TEXT:
+        return message
+    return _lines(f"*riskwatch: {len(notices)} alerts changed*", notices)
+
+
+def _lines(header: str, notices: Sequence[Notice]) -> str:
+    """``header`` and one line per alert, within :data:`MAX_TEXT`; should lines still not
+    fit (the planner keeps far below), the last line counts the alerts left out."""
+    lines = [header]
+    size = len(header)
+    for index, notice in enumerate(notices):
+        line = slack_line(notice)
+        if size + 1 + len(line) > MAX_TEXT - 80:
+            lines.append(f"_… and {len(notices) - index} more; see `riskwatch alerts`_")
+            break
+        lines.append(line)
+        size += 1 + len(line)
+    return "\n".join(lines)
 
 
 def slack_line(notice: Notice) -> str:
@@ -200,14 +222,6 @@ def rendered_size(notice: Notice, *, compact: bool) -> int:
     if compact:
         return len(slack_line(notice)) + 1
     return len(slack_alert(notice, notice.alert.since)) + 2 + 20  # the duration may grow
-
-
-def _clip(text: str) -> str:
-    """Never exceed the size a message may have (a last guard; the planner keeps far below)."""
-    if len(text) <= MAX_TEXT:
-        return text
-    kept = text[:MAX_TEXT - 60].rsplit("\n", 1)[0]
-    return kept + "\n_… message shortened; see `riskwatch alerts`_"
 
 
 def terminal_message(notices: Sequence[Notice], now: datetime) -> str:

@@ -63,7 +63,7 @@ def _all_six_in(shown: str) -> None:
         assert name in shown, name
     assert "A" * 150 in shown and "A" * 250 not in shown  # the long name, cut
     assert "S" * 150 in shown and "S" * 250 not in shown
-    assert "shortened" not in shown
+    assert "more; see" not in shown
 
 
 @pytest.mark.parametrize("bot", [False, True], ids=["webhook", "web-api"])
@@ -144,6 +144,6 @@ def test_messages_split_rather_than_clip(count: int) -> None:
     assert len(messages) > (count + text.MAX_ALERTS_PER_MESSAGE - 1) // 20
     assert all(len(body) <= text.MAX_TEXT for body in bodies)
     joined = "\n".join(bodies)
-    assert "shortened" not in joined
+    assert "more; see" not in joined
     assert all(f"`{index:02d}&amp;&lt;" in joined for index in range(count))
     assert sum(body.count("FIRING · CRITICAL") for body in bodies) == count

@@ -8,6 +8,7 @@ import pytest
 
 from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.notify.text import (
+    MAX_TEXT,
     NAME_LIMIT,
     format_value,
     headline,
@@ -157,3 +158,13 @@ def test_compact_lines_keep_every_name_whole_and_inert() -> None:
     """A one-line alert is never cut in the middle of a code span."""
     line = slack_line(Notice(NoticeKind.FIRING, _alert("a" * 5000, symbol="s" * 5000)))
     assert "\n" not in line and line.count("`") % 2 == 0 and line.count("…") == 2
+
+
+def test_a_message_too_long_in_full_shows_every_alert_on_one_line() -> None:
+    """An update whose alerts gained long texts shows one line per alert, all of them."""
+    notices = [Notice(NoticeKind.FIRING, _alert(f"desk-{index:02d}", detail="d" * 600,
+                                                action="a" * 600)) for index in range(20)]
+    message = slack_message(notices, at(60))
+    assert len(message) <= MAX_TEXT and message.startswith("*riskwatch: 20 alerts changed*")
+    assert all(f"`desk-{index:02d}`" in message for index in range(20))
+    assert "more; see" not in message
