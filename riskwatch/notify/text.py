@@ -15,6 +15,7 @@ in it are text, ``& < >`` are escaped as Slack asks (no ``<!channel>``, no
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -32,6 +33,8 @@ MESSAGE_BUDGET = MAX_TEXT - 500  # room for the header and for durations that gr
 NAME_LIMIT = 200  # characters shown of an account name, exchange or symbol
 TEXT_LIMIT = 600  # characters shown of an error text or an action's outcome
 ELLIPSIS = "…"
+MAX_MARKS = 3  # combining marks shown on one letter; more are shown as escapes
+_MARKS = frozenset({"Mn", "Me"})
 _AUTOLINK_SCHEME = re.compile(r"://")
 # a dot between a letter or digit and a letter, as in a host name (rule files excepted)
 _AUTOLINK_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[A-Za-z])(?!ya?ml\b)")
@@ -44,19 +47,30 @@ def inert(text: str, limit: int = NAME_LIMIT) -> str:
 
     A character that is not printable (line breaks, tabs, escapes, C0/C1 controls, bidi
     and zero-width format characters, unpaired surrogates, unassigned code points) is
-    shown as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``); past ``limit`` the
-    text is cut and ends with an ellipsis.
+    shown as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``), and so is a
+    combining mark past :data:`MAX_MARKS` on one letter (stacked marks would spill over
+    the lines above and below); past ``limit`` the text is cut and ends with an ellipsis.
     """
     pieces: list[str] = []
     size = 0
+    marks = 0
     for index, char in enumerate(text):
-        piece = char if char.isprintable() else repr(char)[1:-1]
+        marks = marks + 1 if unicodedata.category(char) in _MARKS else 0
+        shown = char.isprintable() and marks <= MAX_MARKS
+        piece = char if shown else _escape(char)
         if size + len(piece) > limit - (1 if index < len(text) - 1 else 0):
             pieces.append(ELLIPSIS)
             break
         pieces.append(piece)
         size += len(piece)
     return "".join(pieces)
+
+
+def _escape(char: str) -> str:
+    """A character as Python writes it escaped: ``\\n``, ``\\x1b``, ``\\u0301``."""
+    if not char.isprintable():
+        return repr(char)[1:-1]
+    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
 
 
 def slack_code(text: str, limit: int = NAME_LIMIT) -> str:

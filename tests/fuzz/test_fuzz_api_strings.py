@@ -5,6 +5,7 @@ everything the API wrote sits inert inside code spans (Slack) or on its own line
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.notify.text import (
+    MAX_MARKS,
     NAME_LIMIT,
     TEXT_LIMIT,
     inert,
@@ -28,12 +30,21 @@ CODE_SPAN = re.compile(r"`[^`\n]*`|\(blank\)")
 FRAGMENTS = ["\n", "\r\n", "\u2028", "\u2029", "\x85", "\x1b[2J", "\x9b31m", "\u202e",
              "\u2066", "\u200b", "\ufeff", "*", "_", "~", "`", "```", ">", "<", "&", "<!here>",
              "<!channel>", "@channel", "<http://x|y>", "http://evil.example", "evil.example",
-             ":rotating_light:", "*RESOLVED (was CRITICAL)*", "\ud800", "\U000e0041", "\x00"]
+             ":rotating_light:", "*RESOLVED (was CRITICAL)*", "\ud800", "\U000e0041", "\x00",
+             "\u0301\u0302\u0303\u0304\u0305"]
 any_char = st.characters(exclude_categories=())
 hostile = st.lists(st.one_of(st.text(any_char, max_size=12), st.sampled_from(FRAGMENTS)),
                    max_size=8).map("".join)
 long_hostile = st.one_of(hostile, st.builds(lambda s, n: (s or "x") * n, hostile,
                                             st.integers(1, 3000)))
+
+
+def _longest_run_of_marks(text: str) -> int:
+    longest = run = 0
+    for char in text:
+        run = run + 1 if unicodedata.category(char) in {"Mn", "Me"} else 0
+        longest = max(longest, run)
+    return longest
 
 
 def _alert(account: str, exchange: str, symbol: str, detail: str, action: str,
@@ -94,11 +105,14 @@ def test_terminal_lines_stay_lines_whatever_the_api_strings(batch: list[Notice])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(long_hostile)
 def test_one_string_is_one_capped_line(text: str) -> None:
-    """inert() is one printable line of at most its limit; slack_code() a code span of it."""
+    """inert() is one printable line of at most its limit with no more than three stacked
+    marks; slack_code() a code span of it."""
     for limit in (NAME_LIMIT, TEXT_LIMIT):
         shown = inert(text, limit)
         assert len(shown) <= limit and shown.isprintable()
-        assert shown == text or shown.endswith("…") or not text.isprintable()
+        assert shown == text or shown.endswith("…") or not text.isprintable() or any(
+            unicodedata.category(char) in {"Mn", "Me"} for char in text)
+        assert _longest_run_of_marks(shown) <= MAX_MARKS
     code = slack_code(text)
     assert code == "(blank)" or (code.startswith("`") and code.endswith("`")
                                  and code.count("`") == 2)

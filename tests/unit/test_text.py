@@ -168,3 +168,9 @@ def test_a_message_too_long_in_full_shows_every_alert_on_one_line() -> None:
     assert len(message) <= MAX_TEXT and message.startswith("*riskwatch: 20 alerts changed*")
     assert all(f"`desk-{index:02d}`" in message for index in range(20))
     assert "more; see" not in message
+
+
+def test_stacked_combining_marks_are_shown_as_escapes() -> None:
+    """Past three marks on one letter, marks are escapes: no text spilling over lines."""
+    assert inert("Z" + "\u0301" * 6 + " Việt") == "Z" + "\u0301" * 3 + "\\u0301" * 3 + " Việt"
+    assert inert("a" + "\U000e0100" * 4) == "a" + "\U000e0100" * 3 + "\\U000e0100"
