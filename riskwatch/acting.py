@@ -114,7 +114,8 @@ class Actor:
     async def _call(self, decision: actions.Decision) -> actions.Decision:
         """Make one call; any exception is an outcome (unknown, not retried), never a raise."""
         try:
-            return await actions.execute(decision, self.client, self.backoff)
+            return await actions.execute(decision, self.client, self.backoff,
+                                         secrets=self.settings.secrets())
         except Exception as error:  # the call may have been made: never again this firing
             detail = self.mask(f"{type(error).__name__}: {error}")[:300]
             return replace(decision, outcome="unknown", detail=detail)

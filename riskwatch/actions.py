@@ -166,8 +166,32 @@ class LeverageApi(Protocol):
         """Call ``POST /api/set_leverage/``; return the API's message."""
 
 
-async def execute(decision: Decision, api: LeverageApi, backoff: float = BACKOFF) -> Decision:
-    """Make the call of a ``call`` decision; return it as ``acted``, ``failed`` or ``unknown``."""
+def masked(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret in it (of four characters or more) replaced by ``***``."""
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _client_secrets(api: LeverageApi) -> list[str]:
+    """The token the Tread.fi client sends (kept as ``_token`` to mask echoes of it)."""
+    token = getattr(api, "_token", None)
+    return [token] if isinstance(token, str) and token else []
+
+
+async def execute(decision: Decision, api: LeverageApi, backoff: float = BACKOFF,
+                  secrets: Iterable[str] | None = None) -> Decision:
+    """Make the call of a ``call`` decision; return it as ``acted``, ``failed`` or ``unknown``.
+
+    The API's answer, or its error, is the decision's detail (the audit log, ``riskwatch
+    actions``) once every secret is masked: ``secrets``, by default the client's token.
+    """
+    hidden = list(secrets) if secrets is not None else _client_secrets(api)
+    done = await _call(decision, api, backoff)
+    return replace(done, detail=masked(done.detail, hidden)) if hidden else done
+
+
+async def _call(decision: Decision, api: LeverageApi, backoff: float) -> Decision:
     if decision.account_id is None:
         return replace(decision, outcome="failed", detail="no account id for this account")
     last_error = ""

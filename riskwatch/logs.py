@@ -40,6 +40,40 @@ class Redactor:
         return text
 
 
+class ConsoleSafe:
+    """A processor for console logs: the event text and tracebacks are shown, never obeyed.
+
+    ConsoleRenderer prints field values with ``repr()``, but the event text and a
+    traceback as they are, and either may quote the API (a library's message, an error
+    text). Characters that are not printable there (terminal escapes, C1 controls, bidi
+    overrides, line breaks in the event) are shown as escapes (``\\x1b``, ``\\u202e``), as
+    the terminal sink shows them; a traceback keeps its lines. JSON lines need nothing:
+    the JSON renderer escapes every non-ASCII character.
+    """
+
+    def __init__(self, active: bool = True) -> None:
+        self.active = active
+
+    def __call__(self, _logger: Any, _name: str,
+                 event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        """Make the event text and any traceback inert."""
+        if not self.active:
+            return event
+        if isinstance(event.get("event"), str):
+            event["event"] = visible(event["event"])
+        for key in ("exception", "stack"):
+            if isinstance(event.get(key), str):
+                event[key] = "\n".join(visible(line) for line in event[key].split("\n"))
+        return event
+
+
+def visible(text: str) -> str:
+    """``text`` with every unprintable character shown as its Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class _ToStructlog(logging.Handler):
     """Sends records of libraries that use stdlib logging (APScheduler, httpx) through structlog."""
 
@@ -64,6 +98,7 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redactor,
+            ConsoleSafe(active=not json_lines),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),

@@ -12,6 +12,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -181,11 +182,32 @@ class Settings(BaseSettings):
         return self.tread_token.get_secret_value().strip()
 
     def secrets(self) -> list[str]:
-        """Every secret value set, for the redaction safety net in logs and errors."""
-        values = (self.tread_token, self.slack_bot_token, self.slack_webhook_url,
-                  self.heartbeat_url)
-        return [value.get_secret_value() for value in values
-                if value is not None and len(value.get_secret_value()) >= 4]
+        """Every secret value set, for the redaction safety net in logs and errors.
+
+        Besides the token, the Slack token and the webhook URL, that is the credentials of
+        an API URL such as ``https://user:pw@host``: the whole ``user:pw`` and the
+        password alone, as written and percent-decoded. Longest first, so that a
+        redactor masks the whole ``user:pw`` before the password in it.
+        """
+        values = [value.get_secret_value() for value in
+                  (self.tread_token, self.slack_bot_token, self.slack_webhook_url)
+                  if value is not None]
+        for url in (self.tread_url, self.slack_api_url):
+            values.extend(url_credentials(url))
+        kept = {value for value in values if len(value) >= 4}
+        return sorted(kept, key=lambda value: (-len(value), value))
+
+
+def url_credentials(url: str) -> list[str]:
+    """The secret parts of a URL's ``user:password@``: the user-info and the password,
+    each as written and percent-decoded (nothing for a URL without them)."""
+    netloc = urlsplit(url).netloc
+    userinfo = netloc.rpartition("@")[0]
+    if not userinfo:
+        return []
+    password = userinfo.partition(":")[2]
+    parts = [userinfo, password] if password else [userinfo]
+    return list(dict.fromkeys(form for part in parts for form in (part, unquote(part))))
 
 
 def load_settings(**overrides: Any) -> Settings:

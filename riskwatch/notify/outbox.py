@@ -102,26 +102,35 @@ def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
     """Detailed messages for the first alerts of a poll, one-line summaries past that.
 
     A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
-    and every alert still appears.
+    and every alert still appears. A message also ends before its text would pass
+    :data:`text.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
     """
     detailed, rest = items[:text.MAX_DETAILED_PER_POLL], items[text.MAX_DETAILED_PER_POLL:]
-    size = text.MAX_ALERTS_PER_MESSAGE
-    for start in range(0, len(detailed), size):
-        yield detailed[start:start + size], False
-    size = text.MAX_LINES_PER_MESSAGE
-    for start in range(0, len(rest), size):
-        yield rest[start:start + size], True
+    for chunk in _fill(detailed, text.MAX_ALERTS_PER_MESSAGE, compact=False):
+        yield chunk, False
+    for chunk in _fill(rest, text.MAX_LINES_PER_MESSAGE, compact=True):
+        yield chunk, True
+
+
+def _fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Sequence[Notice]]:
+    """Consecutive runs of ``items``, each at most ``most`` long and within the budget."""
+    chunk: list[Notice] = []
+    used = 0
+    for notice in items:
+        size = text.rendered_size(notice, compact=compact)
+        if chunk and (len(chunk) == most or used + size > text.MESSAGE_BUDGET):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(notice)
+        used += size
+    if chunk:
+        yield chunk
 
 
 def _urgency(notice: Notice) -> tuple[int, int]:
     """Firing before resolved, critical before warning before info."""
     resolved = notice.kind is NoticeKind.RESOLVED
     return (1 if resolved else 0, -RANK.get(notice.alert.severity, 0))
-
-
-def _batches(items: Sequence[Notice], size: int) -> Iterable[Sequence[Notice]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def backoff(attempts: int) -> timedelta:
@@ -229,7 +238,7 @@ class Deliverer:
                 NewMessage(uuid.uuid4().hex, destination,
                            {"notices": [notice_to_dict(n) for n in chunk], "thread": None,
                             "compact": True, "folded": len(rows)})
-                for chunk in _batches(notices, text.MAX_LINES_PER_MESSAGE)
+                for chunk in _fill(notices, text.MAX_LINES_PER_MESSAGE, compact=True)
             ]
             self.store.fold(rows, messages, now)
             self.telemetry.folded.inc(len(rows))
@@ -278,7 +287,8 @@ class Deliverer:
     async def _post(self, sink: Sink, row: OutboxRow) -> Delivery:
         notices = [notice_from_dict(n) for n in row.payload["notices"]]
         now = self.clock()
-        body = (text.slack_message(notices, now, compact=bool(row.payload.get("compact")))
+        body = (text.slack_message(notices, now, compact=bool(row.payload.get("compact")),
+                                   folded=int(row.payload.get("folded") or 0))
                 if sink.markup == "slack" else text.terminal_message(notices, now))
         thread_ts = None
         parent = row.payload.get("thread")
@@ -322,7 +332,7 @@ class Deliverer:
             log.warning("delivery failed, will retry", destination=row.destination,
                         error=error, retry_in=wait.total_seconds(), attempts=row.attempts + 1)
             return
-        self.permanent_error = f"{row.destination}: {error}"
+        self.permanent_error = self.mask(f"{row.destination}: {error}")
         self.store.refused(row, error)
         self.telemetry.notifications.labels("failed").inc()
         log.error("delivery refused permanently; message kept as failed",

@@ -3,6 +3,10 @@
 A sink sends one rendered message and says how it went, including whether a failure is
 worth retrying (429, 5xx, network) or permanent (``invalid_auth``, ``channel_not_found``),
 as Alertmanager's notifiers do.
+
+Every post and update asks Slack to link nothing by name (``link_names: false``,
+``parse: none``): the text's own escaping (:mod:`riskwatch.notify.text`) is what makes
+API strings inert, and Slack is not asked to find mentions in them.
 """
 
 from __future__ import annotations
@@ -145,7 +149,8 @@ class SlackWebSink:
     async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Post to the channel, or into a thread."""
         body: dict[str, Any] = {"channel": self.channel, "text": text, "unfurl_links": False,
-                                "unfurl_media": False, "mrkdwn": True}
+                                "unfurl_media": False, "mrkdwn": True, "link_names": False,
+                                "parse": "none"}
         if thread_ts:
             body["thread_ts"] = thread_ts
         data = await self._call("chat.postMessage", body)
@@ -156,7 +161,8 @@ class SlackWebSink:
 
     async def update(self, channel: str, ts: str, text: str) -> Delivery:
         """Rewrite a message the bot posted earlier."""
-        data = await self._call("chat.update", {"channel": channel, "ts": ts, "text": text})
+        data = await self._call("chat.update", {"channel": channel, "ts": ts, "text": text,
+                                                "link_names": False, "parse": "none"})
         if isinstance(data, Delivery):
             return data
         return Delivery(ok=True, channel=channel, ts=ts)
@@ -176,7 +182,8 @@ class SlackWebhookSink:
     async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
         """Post through the webhook."""
         answer = await self.http.send(
-            self.url, {"text": text, "unfurl_links": False, "unfurl_media": False}, {})
+            self.url, {"text": text, "unfurl_links": False, "unfurl_media": False,
+                       "link_names": False, "parse": "none"}, {})
         if isinstance(answer, Delivery):
             return answer
         if answer.status_code == 200:

@@ -1,12 +1,21 @@
 """How alerts read in Slack and in the terminal.
 
-Every string that comes from the API (account names, symbols, exchanges, error text) goes
-through :func:`slack_escape`, so no account name can mention ``@channel`` or plant a link.
+Every string that comes from the API (account names, symbols, exchanges, error text) is
+shown as one inert line (:func:`inert`): characters that are not printable (line breaks,
+terminal escapes, C1 controls, bidi overrides, zero-width characters) are shown as
+``\\n``, ``\\x1b``, ``\\u202e`` …, and it is cut at :data:`NAME_LIMIT` (or
+:data:`TEXT_LIMIT` for error text and action outcomes) with an ellipsis. In Slack it is
+also an inline code span (:func:`slack_code`), so ``*``, ``_``, ``~`` and emoji codes
+in it are text, ``& < >`` are escaped as Slack asks (no ``<!channel>``, no
+``<url|text>``), and what Slack would turn into a link by itself is broken visibly
+(``evil[.]example``, ``http[:]//``). Everything else stays as it is, so a symbol such as
+``ETH:PERP-USDT`` reaches Slack verbatim, for search and copy.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -19,29 +28,70 @@ from riskwatch.metrics import LEVERAGE_METRICS, MONEY_METRICS, RATIO_METRICS
 MAX_ALERTS_PER_MESSAGE = 20  # detailed alerts per message
 MAX_DETAILED_PER_POLL = 100  # past this many alerts in one poll, the rest are one line each
 MAX_LINES_PER_MESSAGE = 100  # one-line alerts per message
-MAX_TEXT = 12_000
-_ZWSP = "\u200b"
-_BREAKERS = re.compile(r"([@.:/!#])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+MAX_TEXT = 12_000  # characters a message may have; the planner splits messages to stay below
+MESSAGE_BUDGET = MAX_TEXT - 500  # room for the header and for durations that grow
+NAME_LIMIT = 200  # characters shown of an account name, exchange or symbol
+TEXT_LIMIT = 600  # characters shown of an error text or an action's outcome
+ELLIPSIS = "…"
+MAX_MARKS = 3  # combining marks shown on one letter; more are shown as escapes
+_MARKS = frozenset({"Mn", "Me"})
+_AUTOLINK_SCHEME = re.compile(r"://")
+# a dot between a letter or digit and a letter, as in a host name (rule files excepted)
+_AUTOLINK_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[A-Za-z])(?!ya?ml\b)")
 EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:",
          "info": ":large_blue_circle:"}
 
 
-def slack_escape(text: str) -> str:
-    """Make an untrusted string inert in Slack mrkdwn.
+def inert(text: str, limit: int = NAME_LIMIT) -> str:
+    """``text`` as one line with nothing hidden in it, at most ``limit`` characters.
 
-    ``& < >`` are escaped as Slack asks, which defuses ``<!channel>`` and ``<url|text>``;
-    a zero-width space after ``@ . : / ! #`` stops Slack from turning plain ``@here``,
-    ``#channel`` or ``example.com`` into a mention or a link.
+    A character that is not printable (line breaks, tabs, escapes, C0/C1 controls, bidi
+    and zero-width format characters, unpaired surrogates, unassigned code points) is
+    shown as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``), and so is a
+    combining mark past :data:`MAX_MARKS` on one letter (stacked marks would spill over
+    the lines above and below); past ``limit`` the text is cut and ends with an ellipsis.
     """
-    text = _CONTROL.sub("", text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BREAKERS.sub(lambda m: m.group(1) + _ZWSP, text)
+    pieces: list[str] = []
+    size = 0
+    marks = 0
+    for index, char in enumerate(text):
+        marks = marks + 1 if unicodedata.category(char) in _MARKS else 0
+        shown = char.isprintable() and marks <= MAX_MARKS
+        piece = char if shown else _escape(char)
+        if size + len(piece) > limit - (1 if index < len(text) - 1 else 0):
+            pieces.append(ELLIPSIS)
+            break
+        pieces.append(piece)
+        size += len(piece)
+    return "".join(pieces)
 
 
-def plain(text: str) -> str:
-    """Strip control characters (terminal escapes) from an untrusted string."""
-    return _CONTROL.sub("", text).replace("\x1b", "")
+def _escape(char: str) -> str:
+    """A character as Python writes it escaped: ``\\n``, ``\\x1b``, ``\\u0301``."""
+    if not char.isprintable():
+        return repr(char)[1:-1]
+    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
+
+
+def slack_code(text: str, limit: int = NAME_LIMIT) -> str:
+    """An untrusted string as an inline code span of Slack mrkdwn that does nothing.
+
+    One inert line (:func:`inert`); a backtick becomes U+02CB so the span cannot end
+    early; ``& < >`` are escaped as Slack asks, which defuses ``<!channel>`` and
+    ``<url|text>``; ``://`` and host-name dots are shown as ``[:]//`` and ``[.]`` so
+    Slack links nothing by itself.
+    """
+    shown = inert(text, limit).replace("`", "\u02cb")
+    if not shown.strip():
+        return "(blank)"
+    shown = shown.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    shown = _AUTOLINK_DOT.sub("[.]", _AUTOLINK_SCHEME.sub("[:]//", shown))
+    return f"`{shown}`"
+
+
+def plain(text: str, limit: int = NAME_LIMIT) -> str:
+    """An untrusted string as one inert line for the terminal (see :func:`inert`)."""
+    return inert(text, limit)
 
 
 def format_value(metric: str, value: Decimal | None) -> str:
@@ -88,10 +138,10 @@ def headline(notice: Notice) -> str:
 
 
 def _where(alert: Alert, escape: bool) -> str:
-    clean = slack_escape if escape else plain
+    clean = slack_code if escape else plain
     parts = []
     if alert.key.account:
-        exchange = f" ({clean(alert.exchange)})" if alert.exchange else ""
+        exchange = f" at {clean(alert.exchange)}" if alert.exchange else ""
         parts.append(f"account {clean(alert.key.account)}{exchange}")
     if alert.key.symbol:
         parts.append(f"symbol {clean(alert.key.symbol)}")
@@ -129,9 +179,9 @@ def slack_alert(notice: Notice, now: datetime) -> str:
         lines.append(_operator_text(alert.description))
     lines.append(" · ".join(_facts(notice, now, escape=True)))
     if alert.detail:
-        lines.append(f"> {slack_escape(alert.detail)[:600]}")
+        lines.append(f"> {slack_code(alert.detail, TEXT_LIMIT)}")
     if alert.action:
-        lines.append(f"*Action:* {slack_escape(alert.action)[:400]}")
+        lines.append(f"*Action:* {slack_code(alert.action, TEXT_LIMIT)}")
     if alert.runbook:
         lines.append(f"<{_operator_text(alert.runbook)}|Runbook>")
     return "\n".join(lines)
@@ -142,14 +192,41 @@ def _operator_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_message(notices: Sequence[Notice], now: datetime, *, compact: bool = False) -> str:
-    """Alerts that changed in one poll, as one Slack message (one line each when compact)."""
+def slack_message(notices: Sequence[Notice], now: datetime, *, compact: bool = False,
+                  folded: int = 0) -> str:
+    """Alerts that changed in one poll, as one Slack message (one line each when compact).
+
+    A detailed message that would pass :data:`MAX_TEXT` (the planner sizes messages, but
+    an in-place update may show more text than the post did) shows one line per alert
+    instead, so every alert still appears. ``folded``: the message sums up that many
+    messages that waited too long for Slack (see the outbox).
+    """
+    if folded:
+        return _lines(f"*riskwatch: where {len(notices)} alerts stand now* (folded from "
+                      f"{folded} messages that waited for Slack)", notices)
     if compact:
-        lines = [slack_line(notice) for notice in notices]
-        return _clip(f"*riskwatch: {len(notices)} more alerts changed*\n" + "\n".join(lines))
+        return _lines(f"*riskwatch: {len(notices)} more alerts changed*", notices)
     blocks = [slack_alert(notice, now) for notice in notices]
     header = f"*riskwatch: {len(notices)} alerts changed*\n\n" if len(notices) > 1 else ""
-    return _clip(header + "\n\n".join(blocks))
+    message = header + "\n\n".join(blocks)
+    if len(message) <= MAX_TEXT:
+        return message
+    return _lines(f"*riskwatch: {len(notices)} alerts changed*", notices)
+
+
+def _lines(header: str, notices: Sequence[Notice]) -> str:
+    """``header`` and one line per alert, within :data:`MAX_TEXT`; should lines still not
+    fit (the planner keeps far below), the last line counts the alerts left out."""
+    lines = [header]
+    size = len(header)
+    for index, notice in enumerate(notices):
+        line = slack_line(notice)
+        if size + 1 + len(line) > MAX_TEXT - 80:
+            lines.append(f"_… and {len(notices) - index} more; see `riskwatch alerts`_")
+            break
+        lines.append(line)
+        size += 1 + len(line)
+    return "\n".join(lines)
 
 
 def slack_line(notice: Notice) -> str:
@@ -157,15 +234,14 @@ def slack_line(notice: Notice) -> str:
     alert = notice.alert
     value = format_value(alert.metric, alert.value) if alert.value is not None else ""
     where = _where(alert, escape=True)
-    return f"• *{headline(notice)}* `{alert.key.rule}` {where} {value}".rstrip()[:300]
+    return f"• *{headline(notice)}* `{alert.key.rule}` {where} {value}".rstrip()
 
 
-def _clip(text: str) -> str:
-    """Never exceed the size a message may have (a last guard; the planner keeps far below)."""
-    if len(text) <= MAX_TEXT:
-        return text
-    kept = text[:MAX_TEXT - 60].rsplit("\n", 1)[0]
-    return kept + "\n_… message shortened; see `riskwatch alerts`_"
+def rendered_size(notice: Notice, *, compact: bool) -> int:
+    """About how many characters ``notice`` takes in a Slack message (for the planner)."""
+    if compact:
+        return len(slack_line(notice)) + 1
+    return len(slack_alert(notice, notice.alert.since)) + 2 + 20  # the duration may grow
 
 
 def terminal_message(notices: Sequence[Notice], now: datetime) -> str:
@@ -176,9 +252,9 @@ def terminal_message(notices: Sequence[Notice], now: datetime) -> str:
         lines.append(f"[{now:%H:%M:%S}] {headline(notice)}  {alert.key.rule}")
         lines.append("    " + " · ".join(_facts(notice, now, escape=False)))
         if alert.detail:
-            lines.append(f"    {plain(alert.detail)[:300]}")
+            lines.append(f"    {plain(alert.detail, TEXT_LIMIT)}")
         if alert.action:
-            lines.append(f"    action: {plain(alert.action)[:300]}")
+            lines.append(f"    action: {plain(alert.action, TEXT_LIMIT)}")
     return "\n".join(lines)
 
 

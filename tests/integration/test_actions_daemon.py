@@ -84,7 +84,7 @@ def test_dry_run_says_what_it_would_do_and_calls_nothing(
         structlog.reset_defaults()
     assert tread.leverage_calls == []
     [post] = slack.posts()
-    assert "would lower SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
+    assert "would lower SOL:PERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
     assert "would lower SOL:PERP-USDT on desk-1 from 25x to 5x" in stream.getvalue()
 
 
@@ -97,7 +97,7 @@ def test_enforce_calls_once_per_firing_with_the_exact_body(
     assert tread.leverage_calls == [
         {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": [ACCOUNT_ID]}]
     post = slack.posts()[0]  # later: "still 25x", as this fake never changes the leverage
-    assert "lowered SOL:\u200bPERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
+    assert "lowered SOL:PERP-USDT on desk-1 from 25x to 5x" in post.body["text"]
 
 
 def test_enforce_on_live_source_finds_the_account_id_by_name(
@@ -268,7 +268,7 @@ def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
     assert decision.outcome == "acted" and "nested too deeply" in decision.detail
     post, check = slack.posts()  # the data still shows 25x: told once, never called again
     assert "FIRING · CRITICAL" in post.body["text"]
-    assert "*Action:* lowered SOL:" in post.body["text"]
+    assert "lowered SOL:PERP-USDT on desk-1" in post.body["text"]
     assert "answered OK but leverage is still 25x" in check.body["text"]
 
 

@@ -63,8 +63,8 @@ def test_a_churning_backlog_is_folded_and_a_new_critical_arrives_within_seconds(
     assert len(texts) <= 3, len(texts)
     every = "\n".join(texts)
     for index, account in enumerate(accounts):
-        line = next(line for line in every.splitlines() if f"account {account} " in line
-                    or f" {account} (" in line)
+        line = next(line for line in every.splitlines() if f"`{account}`" in line)
         assert ("RESOLVED" in line) == bool(index % 2), line
     assert "desk-new" in texts[-1] and "CRITICAL" in texts[-1]
+    assert "folded from 150 messages" in texts[0]
     assert len(accounts) > FOLD_BACKLOG_AT  # the scenario does pass the bound

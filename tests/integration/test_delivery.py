@@ -61,7 +61,7 @@ def test_messages_wait_through_an_outage_and_arrive_in_order_once(
     slack.failures.extend([Reply(503, b"unavailable"), Reply(500, b"oops")])
     _enqueue(store, router, "desk-1", "desk-2", "desk-3")
     asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 8))
-    accounts = [p.body["text"].split("account ")[1][:6] for p in slack.posts()]
+    accounts = [p.body["text"].split("account `")[1][:6] for p in slack.posts()]
     assert accounts == ["desk-1", "desk-2", "desk-3"]
     gaps = [b.at - a.at for a, b in zip(slack.posts(), slack.posts()[1:], strict=False)]
     assert min(gaps) >= 0.95  # at most one message per second per channel
