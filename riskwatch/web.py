@@ -170,8 +170,14 @@ class _Server(WSGIServer):
                 connection, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # out of file descriptors, aborted handshake: try next round
-                return
+            except OSError:  # most likely out of file descriptors
+                if not waiting:
+                    self._stop.wait(0.05)  # no spinning while the connection waits its turn
+                    return
+                oldest = waiting.pop(next(iter(waiting)))
+                selector.unregister(oldest.connection)
+                _close(oldest.connection)  # frees a descriptor for the newcomer
+                continue
             connection.setblocking(False)
             while len(waiting) >= self.limits.connections:
                 oldest = waiting.pop(next(iter(waiting)))

@@ -145,3 +145,40 @@ def test_limits_must_be_positive(limits: Limits) -> None:
     """A zero timeout, connection bound or worker count is refused with one clear line."""
     with pytest.raises(ValueError, match="must be positive"):
         WebServer("127.0.0.1:0", _health(), Telemetry(), limits=limits)
+
+
+SERVE_WITH_FEW_FILES = """
+import resource, sys, time
+from riskwatch.telemetry import Telemetry
+from riskwatch.web import Health, Limits, WebServer
+web = WebServer("127.0.0.1:0", Health(lambda: (True, ""), lambda: []), Telemetry(),
+                limits=Limits(timeout=30.0, connections=1000))
+import os
+files = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (files + 30, files + 30))
+print(web.url, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_out_of_file_descriptors_the_oldest_waiting_connection_makes_room() -> None:
+    """When the process runs out of file descriptors, the oldest waiting connection is
+    closed so that a probe is still accepted and answered within a second."""
+    import subprocess
+    import sys
+
+    with subprocess.Popen([sys.executable, "-c", SERVE_WITH_FEW_FILES],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as server:
+        try:
+            assert server.stdout is not None
+            url = server.stdout.readline().strip()
+            host, port = url.removeprefix("http://").split(":")
+            opened = [socket.create_connection((host, int(port)), timeout=5) for _ in range(60)]
+            try:
+                status, seconds = _timed_get(f"{url}/healthz")
+                assert status == 200 and seconds < 1.0
+            finally:
+                for connection in opened:
+                    connection.close()
+        finally:
+            server.kill()
