@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client import make_wsgi_app
 
@@ -83,6 +83,14 @@ class _Writer:
         self.closed = True
 
 
+class _AnswerWriter(ServerHandler):
+    """wsgiref's response writer, silent about clients that go away or read too slowly."""
+
+    def log_exception(self, exc_info: Any) -> None:
+        if not isinstance(exc_info[1], OSError):
+            super().log_exception(exc_info)
+
+
 class _Handler(WSGIRequestHandler):
     """wsgiref's handler, fed a request already read in full by the acceptor."""
 
@@ -93,6 +101,16 @@ class _Handler(WSGIRequestHandler):
         self.connection = connection
         self.rfile = io.BytesIO(data)
         self.wfile = _Writer(connection, deadline)  # type: ignore[assignment]
+
+    def handle(self) -> None:
+        """Answer the one request of this connection (it is at most twice HEADER_LIMIT)."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.parse_request():  # an error answer has been sent
+            return
+        answer = _AnswerWriter(self.rfile, self.wfile, self.get_stderr(),  # type: ignore[arg-type]
+                               self.get_environ(), multithread=True)
+        answer.request_handler = self  # type: ignore[attr-defined] # wsgiref logs through it
+        answer.run(self.server.get_app())  # type: ignore[attr-defined]
 
     def finish(self) -> None:
         self.rfile.close()

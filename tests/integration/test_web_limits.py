@@ -140,6 +140,62 @@ def test_the_server_closes_its_threads_and_connections_on_close() -> None:
         assert threading.active_count() == baseline
 
 
+def test_oversized_headers_are_refused_with_431() -> None:
+    """Request headers past 16 KiB are answered 431 and closed, not buffered on."""
+    with serving() as web:
+        host, port = web.server.server_address[:2]
+        with socket.create_connection((str(host), int(port)), timeout=5) as connection:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 20_000)
+            assert connection.recv(4096).startswith(b"HTTP/1.0 431 ")
+
+
+def test_when_every_worker_is_busy_and_the_queue_full_a_request_gets_503_at_once() -> None:
+    """Complete requests past the queue are told 503 at once instead of waiting."""
+    release = threading.Event()
+
+    def slow_ready() -> list[str]:
+        release.wait(10)
+        return []
+
+    health = Health(alive=lambda: (True, ""), ready=slow_ready)
+    web = WebServer("127.0.0.1:0", health, Telemetry(), limits=Limits(workers=1, queue=1))
+    try:
+        held = [threading.Thread(target=get, args=(f"{web.url}/readyz",)) for _ in range(2)]
+        for thread in held:
+            thread.start()
+            time.sleep(0.2)  # the first occupies the worker, the second the queue
+        status, seconds = _timed_get(f"{web.url}/healthz")
+        assert status == 503 and seconds < 1.0
+        release.set()
+        for thread in held:
+            thread.join()
+        assert get(f"{web.url}/healthz")[0] == 200
+    finally:
+        release.set()
+        web.close()
+
+
+def test_a_client_that_does_not_read_its_answer_frees_the_worker_at_the_timeout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A worker writing a large answer to a client that never reads gives up after the
+    timeout, quietly, and the next request is answered."""
+    reasons = ["x" * 1000] * 50_000  # a 50 MB answer, far past the socket buffers
+    health = Health(alive=lambda: (True, ""), ready=lambda: reasons)
+    web = WebServer("127.0.0.1:0", health, Telemetry(), limits=Limits(timeout=1.0, workers=1))
+    try:
+        host, port = web.server.server_address[:2]
+        with socket.create_connection((str(host), int(port)), timeout=5) as reader:
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")  # and never reads
+            time.sleep(0.3)
+            status, seconds = _timed_get(f"{web.url}/healthz")
+        assert status == 200 and seconds < 2.0
+    finally:
+        web.close()
+    assert "Traceback" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("limits", [Limits(timeout=0), Limits(connections=0), Limits(workers=0)])
 def test_limits_must_be_positive(limits: Limits) -> None:
     """A zero timeout, connection bound or worker count is refused with one clear line."""
