@@ -49,6 +49,7 @@ class Limits:
     workers: int = 4  # threads answering complete requests
     queue: int = 64  # complete requests waiting for a worker; past it: 503 at once
 
+
 @dataclass
 class Health:
     """What the endpoints report, as functions of the daemon's state."""
@@ -192,15 +193,11 @@ class _Server(WSGIServer):
                 if not waiting:
                     self._stop.wait(0.05)  # no spinning while the connection waits its turn
                     return
-                oldest = waiting.pop(next(iter(waiting)))
-                selector.unregister(oldest.connection)
-                _close(oldest.connection)  # frees a descriptor for the newcomer
+                _drop_oldest(selector, waiting)  # frees a descriptor for the newcomer
                 continue
             connection.setblocking(False)
             while len(waiting) >= self.limits.connections:
-                oldest = waiting.pop(next(iter(waiting)))
-                selector.unregister(oldest.connection)
-                _close(oldest.connection)
+                _drop_oldest(selector, waiting)
             deadline = time.monotonic() + self.limits.timeout
             entry = _Waiting(connection, address, deadline, bytearray())
             waiting[connection] = entry
@@ -253,6 +250,14 @@ class _Server(WSGIServer):
                 self.handle_error(connection, address)
             finally:
                 _close(connection, graceful=True)
+
+
+def _drop_oldest(selector: selectors.BaseSelector,
+                 waiting: dict[socket.socket, _Waiting]) -> None:
+    """Close the connection that has waited longest for its request."""
+    oldest = waiting.pop(next(iter(waiting)))
+    selector.unregister(oldest.connection)
+    _close(oldest.connection)
 
 
 def _close(connection: socket.socket, last_words: bytes | None = None, *,
