@@ -44,6 +44,7 @@ Clock = Callable[[], datetime]
 STALL_INTERVALS = 3  # /healthz fails when the loop has not ticked for this many intervals
 # /readyz fails when a message has waited this long for Slack (at least; see not_ready)
 DELIVERY_STUCK_AFTER = timedelta(minutes=5)
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -103,6 +104,7 @@ class Daemon:
         self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, settings.stale_limit)
         self._beat_for: datetime | None = None  # a good poll whose messages are not yet out
         self._beat_ready = False
+        self._pruned_at: datetime | None = None
         self.heartbeat = (Heartbeat(settings.heartbeat_url.get_secret_value(),
                                     settings.deadline.total_seconds(), self.telemetry)
                           if settings.heartbeat_url is not None else None)
@@ -417,6 +419,7 @@ class Daemon:
             self.take_lead()
             if self.leader:
                 await self.poll_once()
+                self._prune()
                 self._watch_outbox()
                 await self._store_works()
                 self._beat()
@@ -429,6 +432,16 @@ class Daemon:
         except Exception as error:  # the loop must survive any one bad poll, and say so
             self._failed(f"unexpected error: {_describe(error)}", traceback=True)
             self.telemetry.polls.labels("error").inc()
+
+    def _prune(self) -> None:
+        """Once an hour, drop what the store no longer needs (Store.prune documents what)."""
+        now = self.clock()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        removed = self.store.prune(now)
+        if removed:
+            log.info("state store pruned", rows=removed)
 
     def _watch_outbox(self) -> None:
         """Waiting and refused messages, and the age of the oldest, for /metrics and /readyz."""

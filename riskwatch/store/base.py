@@ -11,7 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -402,6 +402,45 @@ class Store(ABC):
                            tuple(key))
         return alert_from_dict(json.loads(rows[0][0])) if rows else None
 
+    # ------------------------------------------------------------------ retention
+
+    def prune(self, now: datetime, retention: Retention | None = None) -> int:
+        """Remove what no alert, message or operator needs any more; the rows removed.
+
+        Per table (see :class:`Retention`): a Slack message goes a week after it was sent
+        unless it shows an alert still stored or a waiting message replies to it or
+        updates it; a silence 30 days after it ended; a message Slack refused for good
+        30 days after it was made; a leverage decision a year after it was made.
+        Waiting messages and alerts are never pruned (resolved alerts leave the store a
+        day after they resolve, at the next poll). Run by the leader; one transaction.
+        """
+        keep = retention if retention is not None else Retention()
+        live = {tuple(key) for key in self._query("SELECT rule, account, symbol FROM alerts")}
+        awaited = _referenced_messages(self._query(
+            "SELECT payload FROM outbox WHERE status='pending'"))
+        messages = [
+            id_ for id_, keys in self._query(
+                "SELECT id, keys FROM slack_messages WHERE sent_at < ?",
+                (_cutoff(now, keep.slack_messages),))
+            if id_ not in awaited and not live.intersection(map(tuple, json.loads(keys)))
+        ]
+        silences = [id_ for (id_,) in self._query("SELECT id FROM silences WHERE ends_at < ?",
+                                                  (_cutoff(now, keep.silences),))]
+        refused = [seq for (seq,) in self._query(
+            "SELECT seq FROM outbox WHERE status='failed' AND created_at < ?",
+            (_cutoff(now, keep.refused_messages),))]
+        audit = [seq for (seq,) in self._query("SELECT seq FROM actions WHERE at < ?",
+                                               (_cutoff(now, keep.actions),))]
+        statements = [
+            *_delete_in("slack_messages", "id", messages),
+            *_delete_in("silences", "id", silences),
+            *_delete_in("outbox", "seq", refused),
+            *_delete_in("actions", "seq", audit),
+        ]
+        if statements:
+            self._write(statements)
+        return len(messages) + len(silences) + len(refused) + len(audit)
+
 
 def _outbox_rows(rows: list[tuple[Any, ...]]) -> list[OutboxRow]:
     return [
@@ -409,3 +448,40 @@ def _outbox_rows(rows: list[tuple[Any, ...]]) -> list[OutboxRow]:
                   state, attempts, datetime.fromisoformat(due) if due else None, error)
         for seq, id_, destination, created, payload, state, attempts, due, error in rows
     ]
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long :meth:`Store.prune` keeps rows that nothing needs any more."""
+
+    slack_messages: timedelta = timedelta(days=7)  # after sending, once its alerts are gone
+    silences: timedelta = timedelta(days=30)  # after the silence ended
+    refused_messages: timedelta = timedelta(days=30)  # outbox rows Slack refused for good
+    actions: timedelta = timedelta(days=365)  # the leverage audit log
+
+
+_DELETE_BATCH = 500  # keys per statement, far below every engine's parameter limit
+
+
+def _cutoff(now: datetime, keep: timedelta) -> str:
+    """``now - keep`` as stored: times are ISO 8601 in UTC, so text order is time order."""
+    return (now - keep).astimezone(UTC).isoformat()
+
+
+def _delete_in(table: str, column: str, keys: list[Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """DELETE statements for ``keys`` of ``table``, a batch at a time."""
+    statements = []
+    for start in range(0, len(keys), _DELETE_BATCH):
+        batch = tuple(keys[start:start + _DELETE_BATCH])
+        marks = ", ".join("?" * len(batch))
+        statements.append((f"DELETE FROM {table} WHERE {column} IN ({marks})", batch))  # noqa: S608 - fixed names
+    return statements
+
+
+def _referenced_messages(rows: list[tuple[Any, ...]]) -> set[str]:
+    """Ids of Slack messages that waiting outbox rows reply to or update."""
+    found: set[str] = set()
+    for (payload,) in rows:
+        data = json.loads(payload)
+        found.update(str(data[field]) for field in ("thread", "update") if data.get(field))
+    return found

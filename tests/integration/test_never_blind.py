@@ -549,3 +549,23 @@ def test_a_standby_that_can_take_over_is_ready_and_says_it_stands_by(
 
     _drive(settings, clock, script)
     assert seen == [("standby", []), ("leader", [])]
+
+
+def test_the_leader_prunes_the_store_once_an_hour(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Store.prune runs at the first poll and then once an hour of the clock, not per poll."""
+    clock = Clock(tread)
+    tread.set_cached(cached_with_ratio("0.1"))
+    pruned: list[datetime] = []
+
+    async def script(daemon: Daemon) -> None:
+        real = daemon.store.prune
+        monkeypatch.setattr(daemon.store, "prune",
+                            lambda now: pruned.append(now) or real(now))
+        for _ in range(250):  # 250 polls of 15 s: an hour and two minutes
+            await daemon.tick_once()
+            clock.advance(15)
+
+    _drive(_settings(tread, slack, tmp_path), clock, script)
+    assert len(pruned) == 2 and pruned[1] - pruned[0] == timedelta(hours=1)
