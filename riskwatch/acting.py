@@ -192,7 +192,8 @@ def _check_calls(decisions: Decisions, current: dict[AlertKey, Alert],
                     rule=key.rule, account=key.account, pair=key.symbol,
                     leverage=str(leverage), target=str(action.set_leverage))
         _show(decisions, current, replace(alert, verify_after=None,
-                                          action=actions.still_high(alert.action, leverage)))
+                                          action=actions.still_high(alert.action, leverage)),
+              kind=NoticeKind.ACTION_CHECK)  # in the alert's thread, where threads exist
 
 
 def _note(decisions: Decisions, current: dict[AlertKey, Alert],
@@ -204,8 +205,9 @@ def _note(decisions: Decisions, current: dict[AlertKey, Alert],
 
 
 def _show(decisions: Decisions, current: dict[AlertKey, Alert], alert: Alert,
-          remind: bool = True) -> None:
-    """Store ``alert`` and put it in this poll's notice of it (a reminder if there is none)."""
+          remind: bool = True, kind: NoticeKind = NoticeKind.REMINDER) -> None:
+    """Store ``alert`` and put it in this poll's notice of it (a ``kind`` notice if there is
+    none and ``remind``)."""
     key = alert.key
     current[key] = decisions.changed[key] = alert
     for index, notice in enumerate(decisions.notices):
@@ -213,4 +215,4 @@ def _show(decisions: Decisions, current: dict[AlertKey, Alert], alert: Alert,
             decisions.notices[index] = replace(notice, alert=alert)
             return
     if remind:
-        decisions.notices.append(Notice(NoticeKind.REMINDER, alert))
+        decisions.notices.append(Notice(kind, alert))

@@ -43,6 +43,7 @@ class NoticeKind(StrEnum):
     DEESCALATED = "de-escalated"
     REMINDER = "reminder"
     RESOLVED = "resolved"
+    ACTION_CHECK = "action-check"  # set_leverage said OK, but the data still shows the old
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ MIN_POST_INTERVAL = timedelta(seconds=1)
 FOLD_BACKLOG_AT = 20
 FOLD_AFTER = timedelta(seconds=10)  # a burst of one big poll goes out as it is, at first
 MAX_BACKOFF = timedelta(seconds=30)
-THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED})
+THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED,
+                            NoticeKind.ACTION_CHECK})
 
 
 @dataclass

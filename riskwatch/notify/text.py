@@ -134,6 +134,8 @@ def headline(notice: Notice) -> str:
         return f"FIRING · {severity} ({notice.kind.value} from {previous})"
     if notice.kind is NoticeKind.REMINDER:
         return f"FIRING · {severity} (still firing)"
+    if notice.kind is NoticeKind.ACTION_CHECK:
+        return f"FIRING · {severity} (leverage not lowered)"
     return f"FIRING · {severity}"
 
 

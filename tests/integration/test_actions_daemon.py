@@ -289,6 +289,20 @@ def test_a_call_the_next_data_does_not_show_is_reported_once(
     assert stored.action.endswith("still 25x")
 
 
+def test_with_the_web_api_the_unchanged_leverage_is_told_in_the_alerts_thread(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """With a bot token, "answered OK but leverage is still 25x" is a reply in the thread
+    of the FIRING message, and the FIRING message is updated in place to show it."""
+    tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
+    _polls(_daemon(tread, slack, tmp_path, actions="enforce", bot=True), 6)
+    firing, check = slack.posts()
+    assert "thread_ts" not in firing.body or not firing.body["thread_ts"]
+    assert check.body.get("thread_ts") and "still 25x" in check.body["text"]
+    updates = [call for call in slack.calls if call.method == "chat.update"]
+    assert updates and "still 25x" in updates[-1].body["text"]
+
+
 def test_a_call_the_next_data_confirms_adds_nothing(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
