@@ -8,6 +8,7 @@ run after, each pointing at the key it is about.
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import math
 import re
@@ -67,7 +68,7 @@ def check_number(value: object) -> object:
                          "(write numbers without quotes)")
     if value is None or isinstance(value, bool):
         raise ValueError(f"expected a number, got {_yaml_word(value)}")
-    if isinstance(value, float) and not math.isfinite(value) or (
+    if (isinstance(value, float) and not math.isfinite(value)) or (
             isinstance(value, Decimal) and not value.is_finite()):
         raise ValueError(f"expected a finite number, got {_yaml_word(value)}")
     if (isinstance(value, int) and abs(value) > LARGEST) or (
@@ -254,21 +255,22 @@ def load_rules(paths: Iterable[Path]) -> list[Rule]:
                 seen[name] = f"{file}:{where.line}"
         rules.extend(rule for rule in checked.rules if seen.get(rule.name, "").startswith(
             f"{file}:"))
-        problems.extend(_at_most(sorted(found, key=lambda p: (p.line, p.column))))
+        problems.extend(_at_most(sorted(found, key=lambda p: (p.line, p.column)),
+                                 checked.truncated))
     if problems:
         raise RulesError(problems)
     return rules
 
 
-def _at_most(problems: list[RuleProblem]) -> list[RuleProblem]:
-    """The first ``MAX_PROBLEMS_PER_FILE`` problems, then one line counting the rest."""
-    if len(problems) <= MAX_PROBLEMS_PER_FILE:
+def _at_most(problems: list[RuleProblem], truncated: bool) -> list[RuleProblem]:
+    """The first ``MAX_PROBLEMS_PER_FILE`` problems, then one line saying more were found."""
+    if len(problems) <= MAX_PROBLEMS_PER_FILE and not truncated:
         return problems
-    rest = problems[MAX_PROBLEMS_PER_FILE]
-    more = len(problems) - MAX_PROBLEMS_PER_FILE
-    return [*problems[:MAX_PROBLEMS_PER_FILE],
-            RuleProblem(rest.file, rest.line, rest.column,
-                        f"... and {more} more problem(s) in this file, not shown")]
+    shown = problems[:MAX_PROBLEMS_PER_FILE]
+    last = shown[-1]
+    return [*shown, RuleProblem(last.file, last.line, last.column,
+                                f"more problems in this file not shown (the first "
+                                f"{len(shown)} are listed); fix these and validate again")]
 
 
 def read_yaml(file: Path) -> yamlpos.Located:
@@ -278,10 +280,7 @@ def read_yaml(file: Path) -> yamlpos.Located:
     nesting and large alias expansions (see ``riskwatch.yamlpos``).
     """
     name = str(file)
-
-    def problem(line: int, column: int, message: str) -> RulesError:
-        return RulesError([RuleProblem(name, line, column, message)])
-
+    problem = functools.partial(_one_problem, name)
     try:
         with file.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -290,6 +289,12 @@ def read_yaml(file: Path) -> yamlpos.Located:
     if len(data) > MAX_FILE_BYTES:
         raise problem(1, 1, f"file larger than {MAX_FILE_BYTES // 1024} KiB; "
                             "a rule file must be smaller") from None
+    return _parse(name, data)
+
+
+def _parse(name: str, data: bytes) -> yamlpos.Located:
+    """Parse a file's bytes; RulesError with its one problem if they are not a document."""
+    problem = functools.partial(_one_problem, name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -305,7 +310,9 @@ def read_yaml(file: Path) -> yamlpos.Located:
             message += f" ({error.context} at line {error.context_mark.line + 1})"
         raise problem(line, column, message) from None
     except yaml.reader.ReaderError as error:
-        line, column = _line_column(text[:error.position])
+        before = (text[:error.position] if error.encoding == "unicode"  # pure-Python parser
+                  else data[:error.position].decode("utf-8", "ignore"))  # libyaml: bytes
+        line, column = _line_column(before)
         character = error.character
         code = character if isinstance(character, int) else ord(str(character)[:1] or "\0")
         raise problem(line, column, f"YAML: special character #x{code:04x} is not allowed"
@@ -316,6 +323,10 @@ def read_yaml(file: Path) -> yamlpos.Located:
         raise problem(error.position.line, error.position.column, str(error)) from None
     except RecursionError:  # pragma: no cover - yamlpos bounds depth well below the limit
         raise problem(1, 1, "nested too deeply") from None
+
+
+def _one_problem(name: str, line: int, column: int, message: str) -> RulesError:
+    return RulesError([RuleProblem(name, line, column, message)])
 
 
 def _line_column(before: str) -> tuple[int, int]:
@@ -331,6 +342,7 @@ class _Checked:
     rules: list[Rule] = field(default_factory=list)
     names: list[tuple[int, str]] = field(default_factory=list)
     problems: list[RuleProblem] = field(default_factory=list)
+    truncated: bool = False  # checking stopped early: too many problems
 
 
 def _load_file(file: Path) -> _Checked:
@@ -365,26 +377,35 @@ def _check_document(name: str, located: yamlpos.Located) -> _Checked:
                                             "rules: expected a list of rules"))
         return checked
     for index, entry in enumerate(entries):
-        prefix = ("rules", index)
-        merged = {**defaults, **entry} if isinstance(entry, dict) else entry
-        try:
-            rule = Rule.model_validate(merged)
-        except ValidationError as error:
-            details = error.errors()
-            checked.problems.extend(locate_problem(name, located, detail, prefix=prefix)
-                                    for detail in details)
-            if not isinstance(merged, dict):
-                continue
-            facts = _facts_of_entry(merged, {str(d["loc"][0]) for d in details if d["loc"]})
-        else:
-            checked.rules.append(rule)
-            facts = _facts_of_rule(rule)
-        if facts.name is not None:
-            checked.names.append((index, facts.name))
-        for path, message in _cross_checks(facts):
-            where = located.position((*prefix, *path))
-            checked.problems.append(RuleProblem(name, where.line, where.column, message))
+        if len(checked.problems) > MAX_PROBLEMS_PER_FILE:
+            checked.truncated = True
+            break
+        _check_entry(name, checked, index, entry, defaults)
     return checked
+
+
+def _check_entry(name: str, checked: _Checked, index: int, entry: Any,
+                 defaults: dict[str, Any]) -> None:
+    """Check one rule: its own keys, then what spans them, from whatever is well-formed."""
+    prefix = ("rules", index)
+    merged = {**defaults, **entry} if isinstance(entry, dict) else entry
+    try:
+        rule = Rule.model_validate(merged)
+    except ValidationError as error:
+        details = error.errors()
+        checked.problems.extend(locate_problem(name, checked.located, detail, prefix=prefix)
+                                for detail in details)
+        if not isinstance(merged, dict):
+            return
+        facts = _facts_of_entry(merged, {str(d["loc"][0]) for d in details if d["loc"]})
+    else:
+        checked.rules.append(rule)
+        facts = _facts_of_rule(rule)
+    if facts.name is not None:
+        checked.names.append((index, facts.name))
+    for path, message in _cross_checks(facts):
+        where = checked.located.position((*prefix, *path))
+        checked.problems.append(RuleProblem(name, where.line, where.column, message))
 
 
 def _check_defaults(name: str, located: yamlpos.Located, raw: Any,

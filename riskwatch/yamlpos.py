@@ -30,7 +30,8 @@ INT_TAG = "tag:yaml.org,2002:int"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 MAX_DEPTH = 64
-MAX_ALIAS_VALUES = 1_000
+MAX_NODES = 20_000
+MAX_ALIAS_VALUES = 10_000
 MAX_NUMBER_CHARS = 400
 
 
@@ -81,8 +82,8 @@ class DuplicateKeyError(InputError):
 
 
 def _mark(node_or_event: yaml.Node | yaml.Event) -> Position:
-    mark = node_or_event.start_mark
-    return Position(mark.line + 1, mark.column + 1)
+    mark: Any = node_or_event.start_mark
+    return Position(mark.line + 1, mark.column + 1) if mark is not None else Position(1, 1)
 
 
 class _Alias(yaml.Node):
@@ -91,38 +92,56 @@ class _Alias(yaml.Node):
 
     id = "alias"
 
-    def __init__(self, anchor: str, target: yaml.Node, event: yaml.Event) -> None:
+    def __init__(self, anchor: str, target: yaml.Node, event: Any) -> None:
         super().__init__("alias", target, event.start_mark, event.end_mark)
         self.anchor = anchor
         self.target = target
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader whose composer stops past ``MAX_DEPTH`` levels of nesting.
+class _BoundedComposer(yaml.composer.Composer):
+    """PyYAML's composer, refusing more than ``MAX_NODES`` values or ``MAX_DEPTH`` levels.
 
-    PyYAML's scanner and parser are not recursive, its composer is: refusing to go
-    deeper before composing a node keeps a 5,000-level ``[[[[...`` from ever reaching
-    Python's recursion limit.
+    PyYAML's scanner and parser (and libyaml's) are not recursive, its composer is:
+    refusing to go deeper before composing a node keeps a 5,000-level ``[[[[...`` from
+    ever reaching Python's recursion limit. Aliases are kept as ``_Alias`` nodes.
     """
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self._depth = 0
+    _depth = 0
+    _nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         """Compose one node, wrapping aliases and refusing to nest too deep."""
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            target = super().compose_node(parent, index)
+        event = self.peek_event()  # type: ignore[attr-defined]
+        if isinstance(event, yaml.AliasEvent):
+            target: Any = super().compose_node(parent, index)
             return _Alias(str(event.anchor), target, event)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise InputError(f"more than {MAX_NODES:,} values in one file", _mark(event))
         if self._depth >= MAX_DEPTH:
-            raise InputError(f"nested more than {MAX_DEPTH} levels deep",
-                             _mark(self.peek_event()))
+            raise InputError(f"nested more than {MAX_DEPTH} levels deep", _mark(event))
         self._depth += 1
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)  # type: ignore[return-value]
         finally:
             self._depth -= 1
+
+
+class _PyLoader(_BoundedComposer, yaml.SafeLoader):
+    """The bounded composer over PyYAML's pure-Python parser."""
+
+
+if yaml.__with_libyaml__:
+    class _CLoader(_BoundedComposer, yaml.CSafeLoader):
+        """The bounded composer over libyaml's parser (the same events, many times faster)."""
+
+        def __init__(self, text: str) -> None:
+            yaml.CSafeLoader.__init__(self, text)
+            yaml.composer.Composer.__init__(self)
+
+    _Loader: Any = _CLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = _PyLoader
 
 
 class _Builder:
@@ -143,8 +162,8 @@ class _Builder:
             self._copied += 1
             if self._copied > MAX_ALIAS_VALUES:
                 raise InputError(
-                    f"aliases copy more than {MAX_ALIAS_VALUES} values; rule files may use "
-                    f"anchors and aliases only for small repeated parts", _mark(self._alias))
+                    f"aliases copy more than {MAX_ALIAS_VALUES:,} values; anchors and aliases "
+                    "are for small repeated parts only", _mark(self._alias))
         self.located.values.setdefault(path, _mark(node))
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             if node.tag not in COLLECTION_TAGS:
@@ -214,9 +233,12 @@ class _Builder:
                              _mark(node)) from None
 
 
-def load(text: str) -> Located:
-    """Parse one YAML document; raise yaml.YAMLError or InputError on bad input."""
-    loader = _BoundedLoader(text)
+def load(text: str, *, pure: bool = False) -> Located:
+    """Parse one YAML document; raise yaml.YAMLError or InputError on bad input.
+
+    libyaml's parser is used when PyYAML has it (``pure`` forces the Python one).
+    """
+    loader: Any = (_PyLoader if pure else _Loader)(text)
     try:
         node = loader.get_single_node()
     finally:
