@@ -55,7 +55,7 @@ def _huge_files(tmp: Path) -> list[Path]:
 
 @pytest.mark.parametrize("path", BOMBS, ids=[p.stem for p in BOMBS])
 def test_validate_answers_each_hostile_file_with_located_lines(path: Path) -> None:
-    """`rules validate` on a bomb, a deep nesting or a bad tag: exit 1, file:line:col, no traceback."""
+    """`rules validate` on a bomb, deep nesting, a bad tag: exit 1, file:line:col, no traceback."""
     result = riskwatch("rules", "validate", str(path))
     _assert_one_line_per_problem(result, path)
 
