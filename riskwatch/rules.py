@@ -232,7 +232,7 @@ def load_rules(paths: Iterable[Path]) -> list[Rule]:
     """Load and check every rule file; raise RulesError listing every problem found.
 
     Problems are listed file by file, each file's in the order of their positions, at
-    most ``MAX_PROBLEMS_PER_FILE`` of them (then one line saying how many more).
+    most ``MAX_PROBLEMS_PER_FILE`` of them (then one line saying that more were found).
     """
     paths = list(paths)
     files = rule_files(paths)
@@ -253,8 +253,7 @@ def load_rules(paths: Iterable[Path]) -> list[Rule]:
                                          f"(first defined at {seen[name]})"))
             else:
                 seen[name] = f"{file}:{where.line}"
-        rules.extend(rule for rule in checked.rules if seen.get(rule.name, "").startswith(
-            f"{file}:"))
+        rules.extend(checked.rules)  # with any problem at all, nothing is returned
         problems.extend(_at_most(sorted(found, key=lambda p: (p.line, p.column)),
                                  checked.truncated))
     if problems:

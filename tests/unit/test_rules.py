@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from riskwatch import yamlpos
 from riskwatch.errors import RuleProblem, RulesError
 from riskwatch.rules import json_schema, load_rules, read_yaml, shipped_rules_dir
 
@@ -206,3 +207,13 @@ def test_missing_directory_of_rules_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RulesError) as caught:
         load_rules([tmp_path])
     assert "no rule files" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["bomb_billion_laughs", "bomb_self_alias", "bomb_deep_flow",
+                                  "bomb_deep_block", "bomb_alias_chain", "bomb_long_number"])
+def test_pure_python_parser_is_bounded_too(name: str) -> None:
+    """Without libyaml the same limits hold: each bomb is refused with a position."""
+    text = (FIXTURES / "bad" / f"{name}.yaml").read_text()
+    with pytest.raises(yamlpos.InputError) as caught:
+        yamlpos.load(text, pure=True)
+    assert caught.value.position.line >= 2
