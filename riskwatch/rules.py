@@ -280,6 +280,8 @@ def read_yaml(file: Path) -> yamlpos.Located:
     """
     name = str(file)
     problem = functools.partial(_one_problem, name)
+    if file.exists() and not file.is_file():  # a FIFO would block, /dev/zero never end
+        raise problem(1, 1, "cannot read: not a regular file")
     try:
         with file.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)

@@ -126,3 +126,14 @@ def test_daemon_loader_refuses_a_hostile_file_in_its_rules_directory(
         load_compiled_rules([tmp_path])
     assert time.perf_counter() - started < 1.0
     assert [p.file for p in caught.value.problems] == [str(tmp_path / "evil.yaml")]
+
+
+def test_special_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    """A FIFO (which would block) or /dev/zero (which never ends) is refused at once."""
+    fifo = tmp_path / "rules.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(RulesError) as caught:
+            load_rules([path])
+        assert [str(p) for p in caught.value.problems] == [
+            f"{path}:1:1: cannot read: not a regular file"]
