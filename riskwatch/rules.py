@@ -13,6 +13,8 @@ import itertools
 import math
 import re
 import sys
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -203,7 +205,8 @@ class Rule(_Strict):
     @classmethod
     def _known_metric(cls, metric: str) -> str:
         if metric not in ALL_METRICS:
-            raise ValueError(f"unknown metric {metric!r}{_suggest(metric, ALL_METRICS)}")
+            known = f"; known: {', '.join(ALL_METRICS)}"
+            raise ValueError(f"unknown metric {metric!r}{_suggest(metric, ALL_METRICS, known)}")
         return metric
 
 
@@ -529,11 +532,35 @@ def _keys_of(model: type[BaseModel]) -> tuple[str, ...]:
     return tuple(info.alias or key for key, info in model.model_fields.items())
 
 
-_MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
-    (): RuleFile, ("defaults",): Defaults, ("rules", "*"): Rule,
-    ("rules", "*", "levels"): Levels, ("rules", "*", "match"): Match,
-    ("rules", "*", "action"): Action,
-}
+def _model_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that reads the mapping at ``path`` of a document ``model`` reads."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            current = _inside(current, list)
+        else:
+            found = _inside(current, BaseModel)
+            fields = found.model_fields if found is not None else {}
+            current = next((info.annotation for key, info in fields.items()
+                            if (info.alias or key) == part), None)
+    model_there: type[BaseModel] | None = _inside(current, BaseModel)
+    return model_there
+
+
+def _inside(annotation: Any, kind: type) -> Any:
+    """The model (``kind`` BaseModel) or list item type (``kind`` list) an annotation holds,
+    looking through ``X | None`` and ``Annotated``; None if it holds none."""
+    pending = [annotation]
+    while pending:
+        candidate = pending.pop()
+        if kind is BaseModel and isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+        origin = typing.get_origin(candidate)
+        if kind is list and origin is list:
+            return typing.get_args(candidate)[0]
+        if origin in (typing.Union, types.UnionType, typing.Annotated):
+            pending.extend(typing.get_args(candidate))
+    return None
 
 
 def _suggest(word: object, choices: Iterable[str], otherwise: str = "") -> str:
@@ -545,14 +572,18 @@ def _suggest(word: object, choices: Iterable[str], otherwise: str = "") -> str:
 
 
 def locate_problem(name: str, located: yamlpos.Located, detail: Any,
-                   prefix: tuple[str | int, ...] = ()) -> RuleProblem:
-    """A pydantic error detail as a ``file:line:col`` problem, at the key or value it is about."""
+                   prefix: tuple[str | int, ...] = (),
+                   document: type[BaseModel] | None = None) -> RuleProblem:
+    """A pydantic error detail as a ``file:line:col`` problem, at the key or value it is about.
+
+    ``document`` is the model of the whole document (a rule file unless told), used to
+    suggest the nearest known key for a misspelt one.
+    """
     loc = _document_path(located, prefix + tuple(detail["loc"]))
     kind = detail["type"]
     if kind == "extra_forbidden" and loc:
         where = located.position(loc, key=True)
-        shape = tuple("*" if isinstance(part, int) else str(part) for part in loc[:-1])
-        model = _MODELS_AT.get(shape)
+        model = _model_at(document or RuleFile, loc[:-1])
         message = f"unknown key {loc[-1]!r}{_suggest(loc[-1], _keys_of(model) if model else ())}"
     elif kind == "missing":
         where = located.position(loc[:-1])

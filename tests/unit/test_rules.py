@@ -14,6 +14,7 @@ import yaml
 from riskwatch import yamlpos
 from riskwatch.errors import RuleProblem, RulesError
 from riskwatch.rules import json_schema, load_rules, read_yaml, shipped_rules_dir
+from riskwatch.ruletest import load_test_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
@@ -217,3 +218,22 @@ def test_pure_python_parser_is_bounded_too(name: str) -> None:
     with pytest.raises(yamlpos.InputError) as caught:
         yamlpos.load(text, pure=True)
     assert caught.value.position.line >= 2
+
+
+def test_misspelt_keys_get_suggestions_in_rule_and_test_files(tmp_path: Path) -> None:
+    """A misspelt key, at any depth of a rule file or a rule test file, names the nearest."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("defaults: {repet: 1h}\nrules:\n  - name: a\n    scope: position\n"
+                     "    metric: leverage\n    levels: {warnin: 1}\n"
+                     "    match: {symbl: ['*']}\n    action: {set_leverag: 2}\n")
+    messages = [p.message for p in _loader_problems(rules)]
+    for wrong, right in (("repet", "repeat"), ("warnin", "warning"), ("symbl", "symbol"),
+                         ("set_leverag", "set_leverage")):
+        assert f"unknown key {wrong!r} (did you mean {right!r}?)" in messages, messages
+    test_file = tmp_path / "test.yaml"
+    test_file.write_text("rule_files: [rules.yaml]\ntests:\n  - name: t\n    snapshots:\n"
+                         "      - {at: 0s, accounts: [{name: a, asets: []}]}\n    expect: []\n")
+    with pytest.raises(RulesError) as caught:
+        load_test_file(test_file)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{test_file}:5:39: unknown key 'asets' (did you mean 'assets'?)"]
