@@ -647,6 +647,8 @@ def json_schema() -> dict[str, Any]:
     schema = RuleFile.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "riskwatch rule file"
+    schema["$comment"] = ("`riskwatch rules validate` also checks what JSON Schema cannot "
+                          "state: thresholds in order, and rule names unique across files.")
     rule = schema["$defs"]["Rule"]
     properties = rule["properties"]
     properties["metric"]["enum"] = list(ALL_METRICS)
