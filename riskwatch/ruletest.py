@@ -149,7 +149,7 @@ def load_test_file(path: Path) -> tuple[TestFile, list[CompiledRule]]:
     try:
         parsed = TestFile.model_validate(located.value)
     except ValidationError as error:
-        raise RulesError([locate_problem(str(path), located, detail)
+        raise RulesError([locate_problem(str(path), located, detail, document=TestFile)
                           for detail in error.errors()]) from None
     rule_paths = [(path.parent / name) for name in parsed.rule_files]
     missing = [p for p in rule_paths if not p.exists()]

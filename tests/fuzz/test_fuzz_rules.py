@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+import jsonschema
+import yaml
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from riskwatch.errors import RulesError
-from riskwatch.rules import load_rules, shipped_rules_dir
+from riskwatch.metrics import ALL_METRICS, scopes_of
+from riskwatch.rules import SEVERITIES, load_rules, shipped_rules_dir
 from tests.fuzz.conftest import RULE_FILE_EXAMPLES
 
 SHIPPED = (shipped_rules_dir() / "default.yaml").read_text()
+SCHEMA_FILE = Path(__file__).parent.parent.parent / "schema" / "riskwatch-rules.schema.json"
+VALIDATOR = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
 LINES = SHIPPED.splitlines()
 PIECES = ["scope: account", "metric: leverage", "levels: {}", "for: 5 minutes", "  - ",
           "when: sideways", "match: {symbol: ['[x']}", ": :", "- [", "{", "\t", "name: X Y",
@@ -63,3 +70,160 @@ def test_mutated_shipped_rules(tmp_path_factory: object, seed: int, edits: int) 
 def test_random_text(tmp_path_factory: object, text: str) -> None:
     """Random YAML-ish text: loads, or is reported with a position; never anything else."""
     _check(tmp_path_factory.mktemp("f"), text)
+
+
+# ------------------------------------------------------------------------ hostile YAML
+
+@st.composite
+def hostile_yaml(draw: st.DrawFn) -> str:
+    """Alias chains and cycles, deep flow or block nesting, tags and outsized numbers."""
+    parts: list[str] = []
+    chain = draw(st.integers(0, 12))
+    width = draw(st.integers(1, 12))
+    for index in range(chain):
+        inner = ", ".join([f"*a{index - 1}" if index else '"lol"'] * width)
+        parts.append(f"a{index}: &a{index} [{inner}]")
+    depth = draw(st.integers(0, 3_000))
+    kind = draw(st.sampled_from(["flow", "block", "alias", "self", "tag", "number", "key"]))
+    if kind == "flow":
+        value = "[" * depth + "1" + "]" * depth
+    elif kind == "block":
+        value = "\n" + "- " * depth + "x"
+    elif kind == "alias":
+        value = f"*a{chain - 1}" if chain else "[]"
+    elif kind == "self":
+        value = "&s [1, [*s]]"
+    elif kind == "tag":
+        value = draw(st.sampled_from(["!!python/object/apply:os.system ['true']", "!!set {a}",
+                                      "!!binary aGk=", "!!omap [{a: 1}]", "!custom x",
+                                      "!!timestamp 2026-13-01", "!!int 0xZZ", "!!float x"]))
+    elif kind == "number":
+        digits = draw(st.integers(1, 6_000))
+        value = "{warning: " + draw(st.sampled_from(["", "-", "0x", "1."])) + "9" * digits + "}"
+    else:
+        value = draw(st.sampled_from(["{? [a]: 1}", "{<<: {a: 1}}", "{*undefined: 1}",
+                                      "{a: 1, a: 2}"]))
+    parts.append(f"rules: {value}")
+    return "\n".join(parts) + "\n"
+
+
+@settings(max_examples=RULE_FILE_EXAMPLES // 3, deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(text=hostile_yaml())
+def test_hostile_yaml(tmp_path_factory: object, text: str) -> None:
+    """Bombs, cycles, depth and tags: refused (or loaded) quickly with a position, no crash."""
+    started = time.perf_counter()
+    _check(tmp_path_factory.mktemp("f"), text)  # type: ignore[attr-defined]
+    assert time.perf_counter() - started < 5.0  # refused at once; a hang would take forever
+
+
+# ------------------------------------------------------------ schema and loader agree
+
+NUMBERS = st.one_of(st.integers(-10**6, 10**6), st.integers(10**300, 10**310),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["0.5", "3", "", "1e3", True, None, [1], {"a": 1}]))
+DURATIONS = st.one_of(st.sampled_from(["30s", "5m", "2h", "1d", " 15 ", "5 minutes", "1w",
+                                       "-1s", "9999999999d", "999999999d", "1.5h", "", True,
+                                       None, 999_999_999, 10**9, -1]),
+                      st.integers(0, 2 * 10**9), st.floats(allow_nan=True))
+GLOBS = st.lists(st.sampled_from(["*", "desk-*", "[ab]*", "[x", "", "a]", "x[", 3]), max_size=3)
+MATCHES = st.one_of(st.none(), st.sampled_from(["desk-*"]), st.dictionaries(
+    st.sampled_from(["exchange", "account", "symbol", "market_type", "symbols"]),
+    st.one_of(st.none(), GLOBS), max_size=3))
+LEVELS = st.one_of(st.dictionaries(st.sampled_from(["info", "warning", "critical", "warn"]),
+                                   NUMBERS, max_size=3),
+                   st.sampled_from([None, [], "0.5", 1]))
+ACTIONS = st.one_of(st.none(), st.fixed_dictionaries(
+    {"set_leverage": NUMBERS},
+    optional={"at": st.sampled_from(["info", "warning", "critical", "crit"]),
+              "extra": st.just(1)}))
+RULE_KEYS = {
+    "name": st.sampled_from(["margin", "lev-cap", "Bad Name", "source-down", "", 7, None]),
+    "scope": st.sampled_from(["account", "asset", "position", "acount", None]),
+    "metric": st.sampled_from([*ALL_METRICS, "nope", None]),
+    "when": st.sampled_from(["above", "below", "sideways"]),
+    "levels": LEVELS, "match": MATCHES, "action": ACTIONS,
+    "for": DURATIONS, "keep_firing_for": DURATIONS, "repeat": DURATIONS,
+    "hysteresis": NUMBERS, "send_resolved": st.sampled_from([True, False, "yes", 1, None]),
+    "channel": st.sampled_from(["#risk", 3, None]), "description": st.sampled_from(["d", None]),
+    "runbook": st.sampled_from(["https://x", None]), "for_": st.just("30s"),
+    "levles": st.just({"warning": 1}),
+}
+FINITE = st.one_of(st.integers(-10**9, 10**9), st.floats(-1e300, 1e300, allow_nan=False))
+
+
+@st.composite
+def good_rule(draw: st.DrawFn, index: int) -> dict[str, object]:
+    """A rule the loader accepts: a metric that fits its scope, ordered levels, and so on."""
+    scope = draw(st.sampled_from(["account", "asset", "position"]))
+    metric = draw(st.sampled_from([m for m in ALL_METRICS if scope in scopes_of(m)]))
+    when = draw(st.sampled_from(["above", "below"]))
+    severities = sorted(draw(st.sets(st.sampled_from(SEVERITIES), min_size=1)),
+                        key=SEVERITIES.index)
+    values = sorted(draw(st.sets(FINITE, min_size=len(severities), max_size=len(severities))))
+    values = values if when == "above" else values[::-1]
+    rule: dict[str, object] = {"name": f"r{index}", "scope": scope, "metric": metric,
+                               "when": when, "levels": dict(zip(severities, values, strict=True))}
+    keys = ["exchange", "account"] + (["symbol", "market_type"] if scope != "account" else [])
+    if draw(st.booleans()):
+        rule["match"] = {key: ["*"] for key in draw(st.sets(st.sampled_from(keys)))}
+    if scope == "position" and draw(st.booleans()):
+        rule["action"] = {"set_leverage": draw(st.integers(1, 100)),
+                          "at": draw(st.sampled_from(severities))}
+    for key in ("for", "keep_firing_for", "repeat"):
+        if draw(st.booleans()):
+            rule[key] = draw(st.sampled_from(["30s", "5m", "2h", "1d", 0, 15]))
+    return rule
+
+
+@st.composite
+def rule_documents(draw: st.DrawFn) -> object:
+    """Good rule files with up to three keys given any value (good or bad) or dropped."""
+    if draw(st.integers(0, 20)) == 0:
+        return draw(st.sampled_from([None, [], "rules", {"rules": None},
+                                     {"rules": {"name": "x"}}, {"rule": []}]))
+    rules = [draw(good_rule(index)) for index in range(draw(st.integers(0, 3)))]
+    document: dict[str, object] = {"rules": rules}
+    if draw(st.booleans()):
+        document["defaults"] = draw(DEFAULTS)
+    for _ in range(draw(st.integers(0, 3))):
+        if not rules:
+            break
+        rule = rules[draw(st.integers(0, len(rules) - 1))]
+        key = draw(st.sampled_from(sorted(RULE_KEYS)))
+        if draw(st.integers(0, 4)) == 0:
+            rule.pop(key, None)
+        else:
+            rule[key] = draw(RULE_KEYS[key])
+    return document
+
+
+DEFAULTS = st.one_of(st.none(), st.sampled_from([[], "x"]), st.fixed_dictionaries({}, optional={
+    "for": DURATIONS, "repeat": DURATIONS, "hysteresis": NUMBERS,
+    "send_resolved": st.sampled_from([True, "no", None]), "channel": st.sampled_from(["#x", 1]),
+    "levels": st.just({"warning": 1})}))
+BLIND = ("thresholds out of order", "duplicate rule name")  # JSON Schema cannot compare values
+
+
+@settings(max_examples=RULE_FILE_EXAMPLES, deadline=None,
+          suppress_health_check=list(HealthCheck))
+@given(document=rule_documents())
+def test_schema_and_loader_agree(tmp_path_factory: object, document: object) -> None:
+    """On any generated rule file, the shipped schema accepts exactly what the loader accepts
+    (save thresholds out of order and duplicate names, which JSON Schema cannot state)."""
+    path = tmp_path_factory.mktemp("f") / "agree.yaml"  # type: ignore[attr-defined]
+    text = yaml.safe_dump(document, sort_keys=False)
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_rules([path])
+        problems: list[str] = []
+    except RulesError as error:
+        problems = [problem.message for problem in error.problems]
+    accepted = VALIDATOR.is_valid(yaml.safe_load(text))
+    event("loads" if not problems else "refused, schema blind" if accepted else "refused")
+    if problems and accepted:
+        assert all(message.startswith(BLIND) for message in problems), (text, problems)
+    else:
+        assert accepted == (not problems), (text, problems,
+                                            [e.message for e in VALIDATOR.iter_errors(
+                                                yaml.safe_load(text))][:3])

@@ -143,10 +143,10 @@ def test_broken_rule_file_stops_run_with_exit_2_and_location(
     run = riskwatch("run", env=_env(tread, rules=broken))
     assert run.returncode == 2
     _no_traceback(run)
-    assert run.stderr.strip() == f"{broken}:6:5: unknown key 'wen'"
+    assert run.stderr.strip() == f"{broken}:6:5: unknown key 'wen' (did you mean 'when'?)"
     validate = riskwatch("rules", "validate", str(broken))
     assert validate.returncode == 1
-    assert validate.stdout.strip() == f"{broken}:6:5: unknown key 'wen'"
+    assert validate.stdout.strip() == f"{broken}:6:5: unknown key 'wen' (did you mean 'when'?)"
     good = riskwatch("rules", "validate", str(CHECK_RULES))
     assert good.returncode == 0 and "4 rule(s) valid" in good.stdout
 

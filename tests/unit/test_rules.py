@@ -9,34 +9,104 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
-from riskwatch.errors import RulesError
-from riskwatch.rules import json_schema, load_rules, shipped_rules_dir
+from riskwatch import yamlpos
+from riskwatch.errors import RuleProblem, RulesError
+from riskwatch.rules import json_schema, load_rules, read_yaml, shipped_rules_dir
+from riskwatch.ruletest import load_test_file
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
+GOOD = sorted((FIXTURES / "good").glob("*.yaml"))
+TABLE = GOOD + BAD  # the one table of rule files both the loader and the schema judge
 REPO = Path(__file__).parent.parent.parent
+SCHEMA = json.loads((REPO / "schema" / "riskwatch-rules.schema.json").read_text())
 
 
-def _expectation(path: Path) -> tuple[int, int, str]:
-    first = path.read_text().splitlines()[0]
-    match = re.match(r"# expect: (\d+):(\d+): (.*)", first)
-    assert match, f"{path.name} lacks its '# expect:' line"
-    return int(match.group(1)), int(match.group(2)), match.group(3)
+def _header(path: Path, tag: str) -> list[str]:
+    """The values of the ``# tag: ...`` lines that open a fixture."""
+    lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+    prefix = f"# {tag}: "
+    return [line[len(prefix):] for line in lines if line.startswith(prefix)]
+
+
+def _expectations(path: Path) -> list[tuple[int, int, str]]:
+    found = []
+    for text in _header(path, "expect"):
+        match = re.match(r"(\d+):(\d+): (.*)", text)
+        assert match, f"{path.name}: bad '# expect:' line {text!r}"
+        found.append((int(match.group(1)), int(match.group(2)), match.group(3)))
+    return found
+
+
+def _loader_problems(path: Path) -> list[RuleProblem]:
+    try:
+        load_rules([path])
+    except RulesError as error:
+        return error.problems
+    return []
+
+
+def _schema_verdict(path: Path) -> bool | None:
+    """Whether the shipped schema accepts the document; None when riskwatch refuses the file
+    before any schema question arises (YAML syntax, duplicate keys, bombs, tags)."""
+    import jsonschema
+
+    try:
+        read_yaml(path)
+    except RulesError:
+        return None
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return bool(jsonschema.Draft202012Validator(SCHEMA).is_valid(document))
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
-def test_each_bad_file_reports_its_problem_at_the_right_place(path: Path) -> None:
-    """Each bad fixture yields exactly one problem, at the line and column its header names."""
-    line, column, message = _expectation(path)
-    with pytest.raises(RulesError) as caught:
-        load_rules([path])
-    problems = caught.value.problems
-    assert len(problems) == 1, [str(p) for p in problems]
-    problem = problems[0]
-    assert (problem.file, problem.line, problem.column) == (str(path), line, column)
-    assert message in problem.message
-    assert str(problem).startswith(f"{path}:{line}:{column}: ")
+def test_each_bad_file_reports_every_problem_at_the_right_place(path: Path) -> None:
+    """Each bad fixture yields exactly the problems its header names, in order of position."""
+    expected = _expectations(path)
+    assert expected, f"{path.name} lacks its '# expect:' lines"
+    problems = _loader_problems(path)
+    assert [(p.line, p.column) for p in problems] == [(line, col) for line, col, _ in expected]
+    for problem, (line, column, message) in zip(problems, expected, strict=True):
+        assert problem.file == str(path)
+        assert message in problem.message
+        assert str(problem).startswith(f"{path}:{line}:{column}: ")
+
+
+@pytest.mark.parametrize("path", GOOD, ids=[p.stem for p in GOOD])
+def test_each_good_file_loads(path: Path) -> None:
+    """Every good fixture loads without a problem."""
+    assert _loader_problems(path) == []
+
+
+@pytest.mark.parametrize("path", TABLE, ids=[f"{p.parent.name}/{p.stem}" for p in TABLE])
+def test_schema_judges_each_file_as_the_loader_does(path: Path) -> None:
+    """The shipped JSON Schema accepts exactly the files the loader accepts.
+
+    Files riskwatch refuses as YAML (syntax, duplicate keys, aliases, depth, tags) never
+    reach a schema. Files marked ``# schema: blind`` break a rule JSON Schema cannot
+    state (thresholds in order, unique names); for them the schema accepts, pinned here.
+    """
+    loads = not _loader_problems(path)
+    verdict = _schema_verdict(path)
+    if verdict is None:
+        assert not loads
+    elif _header(path, "schema") and _header(path, "schema")[0].startswith("blind"):
+        assert verdict and not loads
+    else:
+        assert verdict == loads
+
+
+def test_table_holds_every_kind_the_schema_once_misjudged() -> None:
+    """The table keeps the kinds of file the schema and the loader judged differently."""
+    names = {path.stem for path in TABLE}
+    assert {"unknown_metric", "metric_scope", "metric_scope_asset", "match_scope",
+            "match_scope_market_type", "action_scope", "action_scope_asset", "no_levels",
+            "level_nan", "level_inf", "level_minus_inf", "level_text", "leverage_text",
+            "level_too_large", "hysteresis_text", "number_forms", "bomb_billion_laughs",
+            "bomb_self_alias", "bomb_deep_flow", "bomb_deep_block"} <= names
+    assert len(BAD) >= 22 + 4
 
 
 def test_duplicate_names_across_files_are_reported(tmp_path: Path) -> None:
@@ -138,3 +208,32 @@ def test_missing_directory_of_rules_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RulesError) as caught:
         load_rules([tmp_path])
     assert "no rule files" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["bomb_billion_laughs", "bomb_self_alias", "bomb_deep_flow",
+                                  "bomb_deep_block", "bomb_alias_chain", "bomb_long_number"])
+def test_pure_python_parser_is_bounded_too(name: str) -> None:
+    """Without libyaml the same limits hold: each bomb is refused with a position."""
+    text = (FIXTURES / "bad" / f"{name}.yaml").read_text()
+    with pytest.raises(yamlpos.InputError) as caught:
+        yamlpos.load(text, pure=True)
+    assert caught.value.position.line >= 2
+
+
+def test_misspelt_keys_get_suggestions_in_rule_and_test_files(tmp_path: Path) -> None:
+    """A misspelt key, at any depth of a rule file or a rule test file, names the nearest."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("defaults: {repet: 1h}\nrules:\n  - name: a\n    scope: position\n"
+                     "    metric: leverage\n    levels: {warnin: 1}\n"
+                     "    match: {symbl: ['*']}\n    action: {set_leverag: 2}\n")
+    messages = [p.message for p in _loader_problems(rules)]
+    for wrong, right in (("repet", "repeat"), ("warnin", "warning"), ("symbl", "symbol"),
+                         ("set_leverag", "set_leverage")):
+        assert f"unknown key {wrong!r} (did you mean {right!r}?)" in messages, messages
+    test_file = tmp_path / "test.yaml"
+    test_file.write_text("rule_files: [rules.yaml]\ntests:\n  - name: t\n    snapshots:\n"
+                         "      - {at: 0s, accounts: [{name: a, asets: []}]}\n    expect: []\n")
+    with pytest.raises(RulesError) as caught:
+        load_test_file(test_file)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{test_file}:5:39: unknown key 'asets' (did you mean 'assets'?)"]
