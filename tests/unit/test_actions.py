@@ -205,7 +205,7 @@ def test_properties_of_every_decision(
 # ------------------------------------------------------------------ two replicas, faults everywhere
 
 LEVER_RULE = {"name": "lev", "scope": "position", "metric": "leverage",
-              "levels": {"warning": "10", "critical": "20"}}
+              "levels": {"warning": 10, "critical": 20}}
 ANSWERS = ["ok", "ok-unapplied", "500", "down", "422", "recursion", "bad-json", "value-error"]
 
 
@@ -368,7 +368,7 @@ def test_two_replicas_with_faults_at_every_step_never_run_away(
     sharing one store: no call raises leverage or happens outside enforce, at most one per
     firing, never over the cap, each call's audit row written before it, every decision
     audited."""
-    rule = Rule.model_validate({**LEVER_RULE, "action": {"set_leverage": str(target),
+    rule = Rule.model_validate({**LEVER_RULE, "action": {"set_leverage": int(target),
                                                          "at": at_level}})
     faults = _Faults(store_faults, answers, id_faults)
     pairs = [f"P{i}:PERP-USDT" for i in range(len(leverages))]
