@@ -40,14 +40,16 @@ class Timeline:
         kept: list[Account] = []
         older: list[str] = []
         future: list[str] = []
+        clamped = False
         for account in snapshot.accounts:
             taken = account.taken_at
             if taken is not None and taken > now:
                 if taken > now + FUTURE_TOLERANCE and account.name not in self._warned_future:
                     self._warned_future.add(account.name)
                     future.append(account.name)
-                account = replace(account, taken_at=now)
+                account = replace(account, taken_at=now)  # every time, not only when told
                 taken = now
+                clamped = True
             seen = self.newest.get(account.name)
             if taken is not None and seen is not None and taken < seen:
                 older.append(account.name)
@@ -55,6 +57,6 @@ class Timeline:
             if taken is not None:
                 self.newest[account.name] = taken
             kept.append(account)
-        if not older and not future:
+        if not older and not clamped:
             return Admitted(snapshot)
         return Admitted(replace(snapshot, accounts=tuple(kept)), tuple(older), tuple(future))

@@ -312,8 +312,11 @@ def test_an_older_answer_observes_nothing_and_a_future_one_is_now(
         fresh["balances"][0]["timestamp_millis"] = int(clock.now.timestamp() * 1000)
         tread.set_cached(fresh)
         await _tick(daemon, clock)
-        tread.set_cached(future)
-        await _tick(daemon, clock)
+        for _ in range(4):  # stamped a year ahead, poll after poll
+            future["balances"][0]["timestamp_millis"] = int(
+                clock.now.timestamp() * 1000) + 365 * 86400_000
+            tread.set_cached(future)
+            await _tick(daemon, clock)
         tread.override = Reply.json({"message": "down"}, 503)
         for _ in range(4):
             await _tick(daemon, clock)
