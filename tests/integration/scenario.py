@@ -6,6 +6,8 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,41 @@ async def wait_until(predicate: Any, seconds: float) -> bool:
             return True
         await asyncio.sleep(0.02)
     return bool(predicate())
+
+
+class Clock:
+    """A clock the test moves by hand; the fake API stamps its data with it."""
+
+    def __init__(self, tread: FakeTread) -> None:
+        self.now = datetime.now(UTC)
+        tread.stamp_clock = lambda: self.now.timestamp()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += timedelta(seconds=seconds)
+
+
+def daemon_on(settings: Settings, clock: Clock) -> Daemon:
+    """A daemon as `riskwatch run` builds it, on ``clock``."""
+    rules = load_compiled_rules([settings.rules])
+    return Daemon(settings, rules, open_state(settings), open_client(settings),
+                  build_router(settings), clock=clock)
+
+
+def drive(settings: Settings, clock: Clock,
+          script: Callable[[Daemon], Coroutine[Any, Any, None]]) -> Daemon:
+    """Build a daemon, run ``script`` on it, and release its client and store."""
+    daemon = daemon_on(settings, clock)
+
+    async def go() -> None:
+        try:
+            await script(daemon)
+        finally:
+            await daemon.client.aclose()
+            daemon.store.close()
+
+    asyncio.run(go())
+    return daemon

@@ -18,8 +18,8 @@ import pytest
 from riskwatch.daemon import Daemon
 from tests.integration.conftest import PG_BASE
 from tests.integration.fakes import FakeSlack, FakeTread
-from tests.integration.scenario import cached_with_ratio
-from tests.integration.test_never_blind import Clock, _daemon, _drive, _settings, _texts
+from tests.integration.scenario import Clock, cached_with_ratio, daemon_on, drive
+from tests.integration.test_never_blind import _settings, _texts
 
 ACTING_RULES = """
 rules:
@@ -53,7 +53,7 @@ def test_a_leader_deposed_mid_poll_never_announces_or_acts_twice(
     roles: list[str] = []
 
     async def script(leader: Daemon) -> None:
-        standby = _daemon(settings, clock)
+        standby = daemon_on(settings, clock)
         try:
             await leader.tick_once()
             await standby.tick_once()
@@ -75,7 +75,7 @@ def test_a_leader_deposed_mid_poll_never_announces_or_acts_twice(
             await standby.client.aclose()
             standby.store.close()
 
-    _drive(settings, clock, script)
+    drive(settings, clock, script)
     firing = [t for t in _texts(slack) if "FIRING" in t and "`eth-margin`" in t]
     assert len(firing) == 1, _texts(slack)
     assert len(tread.leverage_calls) <= 1, tread.leverage_calls
@@ -101,7 +101,7 @@ def test_a_lost_lock_connection_is_noticed_within_a_tick(
         await daemon.tick_once()
         seen.append((daemon.leader, daemon.store.epoch))
 
-    _drive(_settings(tread, slack, tmp_path, state=pg_url), clock, script)
+    drive(_settings(tread, slack, tmp_path, state=pg_url), clock, script)
     first, lost, again = seen
     assert first[0] and not lost[0] and lost[1] is None
     assert again[0] and again[1] is not None and first[1] is not None and again[1] > first[1]

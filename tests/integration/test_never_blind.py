@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,54 +21,21 @@ from prometheus_client import generate_latest
 from riskwatch import daemon as daemon_module
 from riskwatch.daemon import Daemon
 from riskwatch.loopback import LoopbackServer, Reply, Request
-from riskwatch.runtime import build_router, load_compiled_rules, open_client, open_state
 from riskwatch.settings import Settings
 from tests.integration.fakes import FakeSlack, FakeTread
-from tests.integration.scenario import cached_with_ratio, settings_for
-
-
-class Clock:
-    """A clock the test moves by hand; the fake API stamps its data with it."""
-
-    def __init__(self, tread: FakeTread) -> None:
-        self.now = datetime.now(UTC)
-        tread.stamp_clock = lambda: self.now.timestamp()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += timedelta(seconds=seconds)
+from tests.integration.scenario import (
+    Clock,
+    cached_with_ratio,
+    daemon_on,
+    drive,
+    settings_for,
+)
 
 
 def _settings(tread: FakeTread, slack: FakeSlack, folder: Path, **extra: Any) -> Settings:
     """Settings for the fakes, polling every 15 s with STALE_AFTER 45 s unless told."""
     return settings_for(tread, slack, folder, **{"poll_interval": "15s",
                                                  "stale_after": "45s", **extra})
-
-
-def _daemon(settings: Settings, clock: Clock) -> Daemon:
-    """A daemon as `riskwatch run` builds it, on ``clock``."""
-    rules = load_compiled_rules([settings.rules])
-    return Daemon(settings, rules, open_state(settings), open_client(settings),
-                  build_router(settings), clock=clock)
-
-
-def _drive(settings: Settings, clock: Clock,
-           script: Callable[[Daemon], Coroutine[Any, Any, None]]) -> Daemon:
-    """Build a daemon, run ``script`` on it, and release its client and store."""
-    daemon = _daemon(settings, clock)
-
-    async def go() -> None:
-        try:
-            await script(daemon)
-        finally:
-            await daemon.client.aclose()
-            daemon.store.close()
-
-    asyncio.run(go())
-    return daemon
 
 
 async def _tick(daemon: Daemon, clock: Clock, seconds: float = 15) -> None:
@@ -109,7 +75,7 @@ def test_a_number_that_breaks_the_arithmetic_is_one_account_error(
         await _tick(daemon, clock)
         assert daemon.not_ready() == []
 
-    daemon = _drive(_settings(tread, slack, tmp_path), clock, script)
+    daemon = drive(_settings(tread, slack, tmp_path), clock, script)
     text = "\n".join(_texts(slack))
     assert "`eth-margin`" in text and "desk-1" in text
     assert "`account-error`" in text and "desk-2" in text and "Overflow" in text
@@ -137,7 +103,7 @@ def test_an_entry_nested_thousands_deep_is_that_entrys_account_error(
     async def script(daemon: Daemon) -> None:
         await _tick(daemon, clock)
 
-    daemon = _drive(_settings(tread, slack, tmp_path), clock, script)
+    daemon = drive(_settings(tread, slack, tmp_path), clock, script)
     text = "\n".join(_texts(slack))
     assert "`eth-margin`" in text and "desk-1" in text
     assert "`account-error`" in text and "desk-2" in text and "nested too deeply" in text
@@ -164,7 +130,7 @@ def test_a_500_body_nested_thousands_deep_is_a_failed_poll_that_feeds_source_dow
         tread.override = None
         await _tick(daemon, clock)
 
-    daemon = _drive(_settings(tread, slack, tmp_path), clock, script)
+    daemon = drive(_settings(tread, slack, tmp_path), clock, script)
     texts = _texts(slack)
     assert any("FIRING" in t and "`source-down`" in t for t in texts), texts
     assert any("RESOLVED" in t and "`source-down`" in t for t in texts), texts
@@ -200,7 +166,7 @@ def test_an_unexpected_error_anywhere_in_a_poll_is_a_counted_failure(
         reasons.append(daemon.not_ready())
 
     settings = _settings(tread, slack, tmp_path)
-    daemon = _drive(settings, clock, script)
+    daemon = drive(settings, clock, script)
     assert any("ZeroDivisionError" in reason for reason in reasons[0]), reasons
     assert reasons[1] == []
     texts = _texts(slack)
@@ -236,7 +202,7 @@ def test_a_trickling_api_costs_one_deadline_and_source_down_fires_on_time(
 
     settings = settings_for(tread, slack, tmp_path, poll_interval="1s", stale_after="3s",
                             request_deadline="0.5s")
-    _drive(settings, clock, script)
+    drive(settings, clock, script)
     assert all(0.4 < seconds < 1.5 for seconds in durations), durations
     assert any("FIRING" in t and "`source-down`" in t for t in _texts(slack))
     assert any("0.5s deadline" in reason for reason in reasons), reasons
@@ -256,7 +222,7 @@ def test_an_answer_over_the_size_cap_fails_the_poll_with_size_and_cap(
         await _tick(daemon, clock)
         reasons.extend(daemon.not_ready())
 
-    _drive(_settings(tread, slack, tmp_path, max_response_bytes="1MiB"), clock, script)
+    drive(_settings(tread, slack, tmp_path, max_response_bytes="1MiB"), clock, script)
     assert any("3,000,0" in r and "1,048,576 bytes" in r for r in reasons), reasons
 
 
@@ -322,7 +288,7 @@ def test_an_older_answer_observes_nothing_and_a_future_one_is_now(
             await _tick(daemon, clock)
 
     settings = _settings(tread, slack, tmp_path)
-    daemon = _drive(settings, clock, script)
+    daemon = drive(settings, clock, script)
     margin = [t for t in _texts(slack) if "`eth-margin`" in t]
     assert len(margin) == 1 and "FIRING" in margin[0], margin
     assert _sample(daemon, "riskwatch_out_of_order_answers_total") == 1
@@ -345,7 +311,7 @@ def test_a_watched_or_alerting_account_missing_from_the_answer_is_named(
         tread.set_cached(cached_with_ratio("0.9"))
         await _tick(daemon, clock)
 
-    _drive(_settings(tread, slack, tmp_path), clock, script)
+    drive(_settings(tread, slack, tmp_path), clock, script)
     texts = _texts(slack)
     assert not any("RESOLVED" in t and "`eth-margin`" in t for t in texts), texts
     missing = [t for t in texts if "`account-missing`" in t]
@@ -367,7 +333,7 @@ def test_a_watched_account_the_api_never_names_fires_account_missing(
         reasons.extend(daemon.not_ready())
         await daemon.deliverer.deliver_due()
 
-    _drive(_settings(tread, slack, tmp_path, accounts="desk-1,desk-typo", source="live"),
+    drive(_settings(tread, slack, tmp_path, accounts="desk-1,desk-typo", source="live"),
            clock, script)
     texts = _texts(slack)
     assert any("`account-missing`" in t and "desk-typo" in t for t in texts), texts
@@ -396,7 +362,7 @@ def test_a_store_that_cannot_be_written_says_so_and_loses_nothing(
         for _ in range(2):
             await _tick(daemon, clock)
 
-    _drive(_settings(tread, slack, tmp_path), clock, script)
+    drive(_settings(tread, slack, tmp_path), clock, script)
     texts = _texts(slack)
     failed = [t for t in texts if "`store-failed`" in t]
     assert len(failed) == 2 and "FIRING" in failed[0] and "RESOLVED" in failed[1], texts
@@ -430,7 +396,7 @@ def test_a_trickling_slack_costs_one_deadline_per_attempt_and_shows_as_stuck(
 
     try:
         settings = _settings(tread, slow, tmp_path, request_deadline="0.5s")
-        daemon = _drive(settings, clock, script)
+        daemon = drive(settings, clock, script)
     finally:
         slow.close()
     assert all(seconds < 1.5 for seconds in durations), durations
@@ -490,7 +456,7 @@ def test_the_heartbeat_follows_good_polls_whose_messages_reached_slack(
         counts.append(len(monitor.beats))
 
     try:
-        _drive(_settings(tread, slack, tmp_path, heartbeat_url=monitor.url), clock, script)
+        drive(_settings(tread, slack, tmp_path, heartbeat_url=monitor.url), clock, script)
     finally:
         monitor.close()
     assert counts[0] == 1, counts  # the first poll's message went out during the second
@@ -522,7 +488,7 @@ def test_any_failure_to_reload_rules_raises_rules_invalid_and_keeps_the_old_rule
         await _tick(daemon, clock)
         reasons.extend(daemon.not_ready())
 
-    _drive(_settings(tread, slack, tmp_path), clock, script)
+    drive(_settings(tread, slack, tmp_path), clock, script)
     texts = _texts(slack)
     assert any("FIRING" in t and "`rules-invalid`" in t for t in texts), texts
     assert any("FIRING" in t and "`eth-margin`" in t for t in texts), texts
@@ -541,7 +507,7 @@ def test_a_standby_that_can_take_over_is_ready_and_says_it_stands_by(
 
     async def script(leader: Daemon) -> None:
         await _tick(leader, clock)
-        standby = _daemon(settings, clock)
+        standby = daemon_on(settings, clock)
         try:
             await standby.tick_once()
             seen.append((standby.role(), standby.not_ready()))
@@ -550,7 +516,7 @@ def test_a_standby_that_can_take_over_is_ready_and_says_it_stands_by(
             await standby.client.aclose()
             standby.store.close()
 
-    _drive(settings, clock, script)
+    drive(settings, clock, script)
     assert seen == [("standby", []), ("leader", [])]
 
 
@@ -570,5 +536,5 @@ def test_the_leader_prunes_the_store_once_an_hour(
             await daemon.tick_once()
             clock.advance(15)
 
-    _drive(_settings(tread, slack, tmp_path), clock, script)
+    drive(_settings(tread, slack, tmp_path), clock, script)
     assert len(pruned) == 2 and pruned[1] - pruned[0] == timedelta(hours=1)

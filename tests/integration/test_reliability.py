@@ -21,8 +21,10 @@ from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     MARGIN_RULES,
     RUN,
+    Clock,
     cached_with_ratio,
     close_daemon,
+    drive,
     make_daemon,
     run_env,
     settings_for,
@@ -192,40 +194,37 @@ def test_five_hundred_alerts_in_one_poll_arrive_in_valid_paced_messages(
 def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
-    """Slack fails with 5xx and timeouts for a minute while three alerts change: all three
-    arrive after it recovers, in order, none twice."""
-    settings = settings_for(tread, slack, tmp_path)
+    """Slack times out, then fails with 5xx, for a minute (of a fake clock) while three
+    alerts change: all three arrive after it recovers, in order, none twice."""
+    clock = Clock(tread)
     tread.set_cached(cached_with_ratio("0.1"))
-    slack.delay = 11  # first the client's 10 s timeouts ...
-    daemon = make_daemon(settings)
-    began = time.monotonic()
+    settings = settings_for(tread, slack, tmp_path, stale_after="10s", request_deadline="0.3s")
+    slack.delay = 0.5  # first past the client's deadline: timeouts ...
+    changes = {4: "0.6", 8: "0.9", 12: "0.1"}  # firing, escalation, resolution
 
-    async def scenario() -> None:
-        task = asyncio.create_task(daemon.run())
-        for ratio in ("0.6", "0.9", "0.1"):  # firing, escalation, resolution
-            await asyncio.sleep(4)
-            tread.set_cached(cached_with_ratio(ratio))
-        await asyncio.sleep(25 - (time.monotonic() - began))
-        with slack.lock:
-            slack.failures.extend([Reply(500, b"internal error")] * 1000)  # ... then 5xx
-        slack.delay = 0
-        await asyncio.sleep(60 - (time.monotonic() - began))
-        with slack.lock:
-            slack.failures.clear()
-        assert await wait_until(lambda: len(slack.posts()) == 3, seconds=40)
-        await asyncio.sleep(3)
-        daemon.stop_event.set()
-        await task
-        await close_daemon(daemon)
+    async def script(daemon: Daemon) -> None:
+        for second in range(100):
+            if second in changes:
+                tread.set_cached(cached_with_ratio(changes[second]))
+            if second == 25:
+                with slack.lock:  # ... then 5xx
+                    slack.failures.extend([Reply(500, b"internal error")] * 1000)
+                slack.delay = 0
+            if second == 60:
+                with slack.lock:
+                    slack.failures.clear()
+            await daemon.tick_once()
+            await daemon.deliverer.deliver_due()
+            clock.advance(1)
 
-    asyncio.run(scenario())
+    drive(settings, clock, script)
     texts = _texts(slack)
     assert len(texts) == 3
     assert "FIRING · WARNING" in texts[0]
     assert "escalated from WARNING" in texts[1]
     assert "RESOLVED" in texts[2]
     assert len(slack.attempts) > 3  # it did retry during the outage
-    timeouts = [a for a in slack.attempts if a.at - slack.attempts[0].at < 25]
+    timeouts = [a for a in slack.attempts if a.at - slack.attempts[0].at < 2]
     assert len(timeouts) >= 2  # some of the failures were timeouts
 
 
