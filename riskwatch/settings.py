@@ -104,12 +104,11 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1KiB")
         return value
 
-    @field_validator("heartbeat_url")
+    @field_validator("heartbeat_url", "slack_webhook_url")
     @classmethod
-    def _heartbeat_http(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().startswith(("http://",
-                                                                         "https://")):
-            raise ValueError("must start with http:// or https://")
+    def _secret_http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_http_url(value.get_secret_value())
         return value
 
     @field_validator("accounts", mode="before")
@@ -123,8 +122,7 @@ class Settings(BaseSettings):
     @field_validator("tread_url", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+        check_http_url(value, base=True)
         return value
 
     @field_validator("log_level", "log_format", "source", "actions", mode="before")
@@ -208,6 +206,23 @@ def url_credentials(url: str) -> list[str]:
     password = userinfo.partition(":")[2]
     parts = [userinfo, password] if password else [userinfo]
     return list(dict.fromkeys(form for part in parts for form in (part, unquote(part))))
+
+
+def check_http_url(value: str, *, base: bool = False) -> None:
+    """ValueError unless ``value`` is a usable http(s) URL; a ``base`` URL (paths are
+    added to it) has no query or fragment. The message never quotes the value: a URL
+    may carry credentials."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if base and (parts.query or parts.fragment):
+        raise ValueError("is a base URL: it takes no ?query or #fragment")
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -77,11 +77,11 @@ def test_validate_on_each_bomb_alone_exits_1_within_seconds(name: str) -> None:
 def test_loading_a_hostile_file_takes_little_time_and_memory(path: Path) -> None:
     """Each hostile file is refused within a second, allocating less than 20 MB on the way."""
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes may share the cores
     try:
         with pytest.raises(RulesError):
             load_rules([path])
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -93,11 +93,11 @@ def test_huge_files_take_little_time_and_memory(tmp_path: Path) -> None:
     """The largest files the reader takes in are refused within a second, under 100 MB."""
     for path in _huge_files(tmp_path):
         tracemalloc.start()
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: other processes may share the cores
         try:
             with pytest.raises(RulesError):
                 load_rules([path])
-            elapsed = time.perf_counter() - started
+            elapsed = time.process_time() - started
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -128,10 +128,10 @@ def test_daemon_loader_refuses_a_hostile_file_in_its_rules_directory(
     """The daemon's loader (start and reload) raises RulesError for a bomb beside good rules."""
     (tmp_path / "good.yaml").write_text((FIXTURES / "rules" / "good" / "quiet.yaml").read_text())
     (tmp_path / "evil.yaml").write_text((BAD / f"{name}.yaml").read_text())
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes may share the cores
     with pytest.raises(RulesError) as caught:
         load_compiled_rules([tmp_path])
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert [p.file for p in caught.value.problems] == [str(tmp_path / "evil.yaml")]
 
 

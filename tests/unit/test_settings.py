@@ -68,6 +68,14 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
     ("RISKWATCH_TREAD_URL", "app.tread.fi", "RISKWATCH_TREAD_URL: must start with http"),
     ("RISKWATCH_MAX_ACTIONS_PER_HOUR", "-1", "RISKWATCH_MAX_ACTIONS_PER_HOUR:"),
     ("RISKWATCH_POLL_INTERVAL", "0", "RISKWATCH_POLL_INTERVAL: must be at least 0.1s"),
+    ("RISKWATCH_TREAD_URL", "http://user:pw@[::1", "RISKWATCH_TREAD_URL: is not a valid URL"),
+    ("RISKWATCH_TREAD_URL", "http://h:notaport", "RISKWATCH_TREAD_URL: is not a valid URL"),
+    ("RISKWATCH_TREAD_URL", "http://h/b?token=x", "RISKWATCH_TREAD_URL: is a base URL"),
+    ("RISKWATCH_SLACK_WEBHOOK_URL", "", "RISKWATCH_SLACK_WEBHOOK_URL: must start with http"),
+    ("RISKWATCH_SLACK_WEBHOOK_URL", "notaurl", "RISKWATCH_SLACK_WEBHOOK_URL: must start"),
+    ("RISKWATCH_HEARTBEAT_URL", "https://", "RISKWATCH_HEARTBEAT_URL: has no host"),
+    ("RISKWATCH_MAX_RESPONSE_BYTES", "lots", "RISKWATCH_MAX_RESPONSE_BYTES: expected a size"),
+    ("RISKWATCH_REQUEST_DEADLINE", "1h", "RISKWATCH_REQUEST_DEADLINE must be shorter than"),
 ])
 def test_bad_values_name_their_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str,
                                         message: str) -> None:
@@ -77,6 +85,7 @@ def test_bad_values_name_their_variable(monkeypatch: pytest.MonkeyPatch, name: s
         load_settings()
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+    assert "pw" not in str(caught.value) and "token=x" not in str(caught.value)
 
 
 def test_secrets_come_from_the_secrets_directory(monkeypatch: pytest.MonkeyPatch,
