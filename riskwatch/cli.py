@@ -188,7 +188,8 @@ def check(ctx: click.Context, fmt: str, notify: bool) -> None:
                            text.format_value(b.metric, b.value) if not b.detail
                            else b.detail, text.format_value(b.metric, b.threshold)
                            if not b.detail else "-"] for b in found])
-            click.echo(f"{len(found)} breach(es) in {len(snapshot.accounts)} account(s)",
+            click.echo(f"{len(found)} breach(es) in {len({b.account for b in found})} "
+                       f"account(s); {len(snapshot.accounts)} account(s) read",
                        err=True)
         if notify and found:
             _notify_breaches(settings, found)
@@ -260,7 +261,8 @@ def snapshot(ctx: click.Context, fmt: str) -> None:
         _print_table(["ACCOUNT", "EXCHANGE", "SYMBOL", "TYPE", "MARKET", "SIZE", "NOTIONAL",
                       "LEVERAGE", "MAINT_MARGIN", "MARGIN_BALANCE"], rows)
         for problem in taken.problems:
-            click.echo(f"problem: {problem.account}: {problem.message}", err=True)
+            click.echo(f"problem: {text.plain(problem.account)}: "
+                       f"{text.plain(problem.message, TABLE_CELL_LIMIT)}", err=True)
 
     _guarded(ctx.obj["debug"], work)
 
@@ -491,10 +493,15 @@ def rules_schema() -> None:
 
 # ---------------------------------------------------------------------------- helpers
 
+TABLE_CELL_LIMIT = 600  # the detail column holds error texts; names are capped lower upstream
+
+
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns of text; every cell one inert, capped line (cells may quote the API)."""
     if not rows:
         click.echo("(none)")
         return
+    rows = [[text.plain(str(cell), TABLE_CELL_LIMIT) for cell in row] for row in rows]
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows,
                                                                            strict=False)]
     for row in [headers, *rows]:

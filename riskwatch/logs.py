@@ -40,8 +40,11 @@ class Redactor:
         return text
 
 
+MAX_FIELD = 1000  # characters of one log field; API strings can be any length
+
+
 class ConsoleSafe:
-    """A processor for console logs: the event text and tracebacks are shown, never obeyed.
+    """Every log field capped at MAX_FIELD characters; on a console, shown, never obeyed.
 
     ConsoleRenderer prints field values with ``repr()``, but the event text and a
     traceback as they are, and either may quote the API (a library's message, an error
@@ -56,14 +59,17 @@ class ConsoleSafe:
 
     def __call__(self, _logger: Any, _name: str,
                  event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-        """Make the event text and any traceback inert."""
-        if not self.active:
-            return event
-        if isinstance(event.get("event"), str):
-            event["event"] = visible(event["event"])
-        for key in ("exception", "stack"):
-            if isinstance(event.get(key), str):
-                event[key] = "\n".join(visible(line) for line in event[key].split("\n"))
+        """Cap every text field; on a console, make each one inert as well."""
+        for key, value in event.items():
+            if not isinstance(value, str):
+                continue
+            if key in ("exception", "stack"):  # a traceback keeps its lines
+                if self.active:
+                    event[key] = "\n".join(visible(line) for line in value.split("\n"))
+                continue
+            if len(value) > MAX_FIELD:  # a 10,000-character account name, say
+                value = value[:MAX_FIELD - 1] + "…"
+            event[key] = visible(value) if self.active else value
         return event
 
 

@@ -98,3 +98,19 @@ def test_check_names_a_watched_account_the_api_does_not_return(tread: FakeTread)
     found = json.loads(as_json.stdout)
     assert [b["account"] for b in found if b["rule"] == "account-missing"] == ["desk-typo"]
     assert "Traceback" not in table.stderr + as_json.stderr
+
+
+def test_command_tables_show_hostile_names_as_one_inert_line(tread: FakeTread) -> None:
+    """An account name carrying a newline, a forged RESOLVED line, terminal escapes and a
+    right-to-left override: `check` and `snapshot` print it on its own line, escaped."""
+    forged = "desk-1\n[14:00:00] RESOLVED (was CRITICAL)  eth\x1b[31m\u202e\x9b" + "x" * 5000
+    tread.set_cached(cached_with_ratio("0.9", account=forged))
+    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
+           "RISKWATCH_RULES": str(Path(__file__).parents[2] / "rules")}
+    for command in (["check"], ["snapshot"]):
+        result = subprocess.run([sys.executable, "-m", "riskwatch", *command], env=env,
+                                capture_output=True, text=True, timeout=60, check=False)
+        shown = result.stdout + result.stderr
+        assert not any(char in shown for char in "\x1b\u202e\x9b"), command
+        assert not any(line.startswith("[14:00:00] RESOLVED") for line in shown.splitlines())
+        assert "desk-1\\n[14:00:00]" in shown and max(map(len, shown.splitlines())) < 2000
