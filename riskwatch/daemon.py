@@ -99,6 +99,7 @@ class Daemon:
         self.last_success: datetime | None = None  # the clock time of the last good poll
         self.store_error: str | None = None
         self.missing: list[str] = []  # expected accounts the last answer left out
+        self._poll_started: float | None = None  # monotonic time the fetch in flight began
         self._store_failed_since: datetime | None = None
         self.oldest_waiting = 0.0  # seconds the oldest message has waited for Slack
         self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, settings.stale_limit)
@@ -159,10 +160,13 @@ class Daemon:
         """
         if not self.leader and not self.take_lead():
             return PollReport(False, 0, 0, "standing by")
-        started = time.monotonic()
+        started = self._poll_started = time.monotonic()
         now = self.clock()
         self._reload_rules()
-        outcome = await self._fetch(now)
+        try:
+            outcome = await self._fetch(now)
+        finally:
+            self._poll_started = None
         # staleness is judged when the answer (or the deadline) came, not when it was asked
         # for: a hung call then costs one deadline, not two
         now = max(now, self.clock())
@@ -315,6 +319,13 @@ class Daemon:
             return False, f"the poll loop has not run for {silent:.0f}s"
         return True, ""
 
+    def warnings(self) -> list[str]:
+        """What is wrong with the data but not with this process (on /readyz, status 200)."""
+        if not self.leader or not self.missing:
+            return []
+        shown = ", ".join(self.missing[:10]) + (" …" if len(self.missing) > 10 else "")
+        return [f"{len(self.missing)} account(s) missing from the API's answer: {shown}"]
+
     def role(self) -> str:
         """``leader`` or ``standby``, for /readyz."""
         return "leader" if self.leader else "standby"
@@ -344,10 +355,15 @@ class Daemon:
         silent = (self.clock() - since).total_seconds()
         if silent > self.settings.stale_limit.total_seconds():
             reasons.append(f"no successful poll for {silent:.0f}s")
-        if self.missing:
-            shown = ", ".join(self.missing[:10]) + (" …" if len(self.missing) > 10 else "")
-            reasons.append(f"{len(self.missing)} account(s) missing from the API's answer: "
-                           f"{shown}")
+        if self._poll_started is not None:
+            running = time.monotonic() - self._poll_started
+            if running > self.settings.poll_interval.total_seconds():
+                reasons.append(f"the current poll has run for {running:.0f}s "
+                               "(the API is slow or hung)")
+        if self.last_good_data is not None:
+            age = (self.clock() - self.last_good_data).total_seconds()
+            if age > self.settings.stale_limit.total_seconds():
+                reasons.append(f"the newest data is {age:.0f}s old")
         if self.deliverer.permanent_error:
             reasons.append(f"Slack refuses delivery: {self.deliverer.permanent_error}")
         if self.oldest_waiting > self.delivery_stuck_after.total_seconds():
@@ -367,7 +383,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.settings.http != "off":
             self.web = WebServer(self.settings.http,
-                                 Health(self.alive, self.not_ready, self.role), self.telemetry)
+                                 Health(self.alive, self.not_ready, self.role, self.warnings),
+                                 self.telemetry)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._tick, "interval", args=[cycles],

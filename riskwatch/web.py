@@ -57,6 +57,7 @@ class Health:
     alive: Callable[[], tuple[bool, str]]
     ready: Callable[[], list[str]]  # reasons not to be ready; empty when ready
     role: Callable[[], str] = lambda: "leader"  # leader or standby
+    warnings: Callable[[], list[str]] = list  # wrong with the data, not with the process
 
 
 class _Writer:
@@ -288,9 +289,12 @@ def make_app(health: Health, telemetry: Telemetry) -> Callable[..., Iterable[byt
                                               "reason": reason})
         if path == "/readyz":
             reasons = health.ready()
-            return _json(start_response, not reasons,
-                         {"status": "ready" if not reasons else "not ready",
-                          "role": health.role(), "reasons": reasons})
+            body = {"status": "ready" if not reasons else "not ready",
+                    "role": health.role(), "reasons": reasons}
+            warnings = health.warnings()
+            if warnings:
+                body["warnings"] = warnings
+            return _json(start_response, not reasons, body)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found: try /healthz, /readyz or /metrics\n"]
 

@@ -326,11 +326,11 @@ def test_a_watched_account_the_api_never_names_fires_account_missing(
     names comma-joined in one parameter."""
     clock = Clock(tread)
     tread.live = {"desk-1": {"exchange": "Bybit", "assets": []}}
-    reasons: list[str] = []
+    reasons: list[tuple[str, list[str]]] = []
 
     async def script(daemon: Daemon) -> None:
         await daemon.tick_once()
-        reasons.extend(daemon.not_ready())
+        reasons.extend([("ready", daemon.not_ready()), ("warnings", daemon.warnings())])
         await daemon.deliverer.deliver_due()
 
     drive(_settings(tread, slack, tmp_path, accounts="desk-1,desk-typo", source="live"),
@@ -339,7 +339,8 @@ def test_a_watched_account_the_api_never_names_fires_account_missing(
     assert any("`account-missing`" in t and "desk-typo" in t for t in texts), texts
     assert not any("`account-missing`" in t and "desk-1 " in t for t in texts)
     assert tread.requests[-1].query == [("account_names", "desk-1,desk-typo")]
-    assert reasons == ["1 account(s) missing from the API's answer: desk-typo"]
+    assert reasons == [("ready", []), ("warnings",
+                        ["1 account(s) missing from the API's answer: desk-typo"])]
 
 
 def test_a_store_that_cannot_be_written_says_so_and_loses_nothing(
@@ -538,3 +539,32 @@ def test_the_leader_prunes_the_store_once_an_hour(
 
     drive(_settings(tread, slack, tmp_path), clock, script)
     assert len(pruned) == 2 and pruned[1] - pruned[0] == timedelta(hours=1)
+
+
+def test_readyz_names_a_poll_that_hangs_and_data_that_is_old(
+    tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+) -> None:
+    """While a poll waits past one interval for a hung API, /readyz says so before the
+    deadline ends it; answers that arrive but carry old data are named too."""
+    clock = Clock(tread)
+    tread.set_cached(cached_with_ratio("0.1"))
+    seen: list[list[str]] = []
+
+    async def script(daemon: Daemon) -> None:
+        await _tick(daemon, clock, seconds=1)
+        tread.delay = 2.5
+        hung = asyncio.create_task(daemon.tick_once())
+        await asyncio.sleep(1.4)
+        seen.append(daemon.not_ready())
+        await hung
+        tread.delay = 0
+        tread.stamp_clock = lambda: clock.now.timestamp() - 100  # a cache stuck in the past
+        clock.advance(10)
+        await daemon.tick_once()
+        seen.append(daemon.not_ready())
+
+    settings = settings_for(tread, slack, tmp_path, poll_interval="1s", stale_after="5s",
+                            request_deadline="2s")
+    drive(settings, clock, script)
+    assert any(r.startswith("the current poll has run for 1s") for r in seen[0]), seen
+    assert any(r.startswith("the newest data is 11s old") for r in seen[1]), seen
