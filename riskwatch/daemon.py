@@ -100,6 +100,7 @@ class Daemon:
         self.store_error: str | None = None
         self.missing: list[str] = []  # expected accounts the last answer left out
         self._poll_started: float | None = None  # monotonic time the fetch in flight began
+        self._older_logged = False
         self._store_failed_since: datetime | None = None
         self.oldest_waiting = 0.0  # seconds the oldest message has waited for Slack
         self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, settings.stale_limit)
@@ -246,6 +247,8 @@ class Daemon:
         """A failed poll: logged once (with the traceback of an unexpected error)."""
         if traceback:
             log.exception("poll failed", error=error)
+        elif error == self.last_poll_error:  # the same failure again: the alert tells it
+            log.debug("poll failed again", error=error)
         elif auth:
             log.error("poll failed", error=error)
         else:
@@ -257,8 +260,10 @@ class Daemon:
     def _note_time(self, admitted: Admitted) -> None:
         if admitted.older:
             self.telemetry.old_answers.inc(len(admitted.older))
-            log.info("answer older than one already seen; kept the newer data",
-                     accounts=list(admitted.older)[:20], count=len(admitted.older))
+            (log.info if not self._older_logged else log.debug)(
+                "answer older than one already seen; kept the newer data",
+                accounts=list(admitted.older)[:20], count=len(admitted.older))
+        self._older_logged = bool(admitted.older)  # told once per run of old answers
         if admitted.future:
             log.warning("data stamped in the future; counted as now", 
                         accounts=list(admitted.future)[:20], count=len(admitted.future))

@@ -116,4 +116,8 @@ def configure(level: str = "info", fmt: str = "auto", secrets: Iterable[str] = (
     # Libraries (APScheduler, httpx) speak at warning and above unless debugging: at info
     # they write a few lines on every poll, and alerts drown in them.
     root.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+    # "skipped: maximum number of running instances reached" on every tick of a slow poll
+    # says what "poll failed" and /readyz already say
+    logging.getLogger("apscheduler.scheduler").setLevel(
+        logging.DEBUG if level == "debug" else logging.ERROR)
     return redactor

@@ -51,7 +51,7 @@ def test_a_hung_api_is_named_on_time_and_the_log_stays_quiet(
 ) -> None:
     """`riskwatch run` against an API that trickles its answer: source-down reaches Slack
     within STALE_AFTER plus one deadline, /readyz says why, and at the default log level no
-    library writes a line per poll."""
+    library writes a line per poll and the same failure is logged once."""
     tread.set_cached(cached_with_ratio("0.1"))
     env = {**run_env(tread, slack, tmp_path / "rules.yaml", interval="0.5s"),
            "RISKWATCH_STALE_AFTER": "2s", "RISKWATCH_REQUEST_DEADLINE": "0.5s",
@@ -80,6 +80,8 @@ def test_a_hung_api_is_named_on_time_and_the_log_stays_quiet(
     assert not [line for line in lines if line.get("logger") in {"httpx", "apscheduler"}
                 and line.get("level") in {"info", "debug"}]
     assert not [line for line in lines if line["event"] == "poll done"]  # debug only
+    assert len([line for line in lines if line["event"] == "poll failed"]) == 1  # then quiet
+    assert not [line for line in lines if line.get("logger") == "apscheduler.scheduler"]
 
 
 def test_check_names_a_watched_account_the_api_does_not_return(tread: FakeTread) -> None:
