@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -25,7 +26,8 @@ def slack() -> Iterator[FakeSlack]:
     fake.close()
 
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
+# read at import, before the autouse fixture clears RISKWATCH_* from each test's environment
+PG_BASE = os.environ.get("RISKWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture
