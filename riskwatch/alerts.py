@@ -119,6 +119,7 @@ class Alert:
     # after set_leverage answered OK: when the data the call was decided on was taken; the
     # first newer snapshot checks the position's leverage, then this is cleared
     verify_after: datetime | None = None
+    scope: str = ""  # the rule's scope (account, asset, position; source for built-ins)
 
     @property
     def active(self) -> bool:
@@ -166,7 +167,7 @@ def step(
             key=seen.key, state=State.PENDING, severity=severity, exchange=seen.exchange,
             metric=policy.metric, value=seen.value, threshold=threshold, since=now,
             description=policy.description, runbook=policy.runbook,
-            detail=seen.detail, when=policy.when,
+            detail=seen.detail, when=policy.when, scope=policy.scope,
         )
         return _maybe_fire(policy, pending, now)
     if _unchanged(policy, current, seen, severity, now):

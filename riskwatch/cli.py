@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import getpass
 import json
 import os
 import sys
@@ -10,7 +12,9 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import timedelta
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +28,19 @@ from riskwatch.durations import parse_duration
 from riskwatch.errors import RiskwatchError, RulesError, SettingsError
 from riskwatch.evaluate import Breach, breaches
 from riskwatch.notify import text
-from riskwatch.rules import json_schema, load_rules, shipped_rules_dir
+from riskwatch.rules import BUILTIN_RULES, json_schema, load_rules, shipped_rules_dir
 from riskwatch.ruletest import run_file
-from riskwatch.runtime import build_router, load_compiled_rules, open_client, open_state
+from riskwatch.runtime import (
+    build_router,
+    load_compiled_rules,
+    open_client,
+    open_existing_state,
+    open_state,
+)
 from riskwatch.settings import Settings, load_settings
 from riskwatch.silences import Silence, silenced
 from riskwatch.snapshot import Snapshot, only_accounts
+from riskwatch.store import Store
 
 T = TypeVar("T")
 
@@ -50,6 +61,11 @@ def _guarded(debug: bool, work: Callable[[], T]) -> T:
             raise
         _fail(error)
         raise  # pragma: no cover - _fail exits
+    except BrokenPipeError:
+        # a reader that stopped early (`riskwatch snapshot | head -1`): not an error, and
+        # not a breach (exit 1). Python flushes stdout again at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -280,7 +296,7 @@ def alerts_command(ctx: click.Context, fmt: str) -> None:
     """List alert states from the state store."""
     def work() -> None:
         settings = _settings(ctx)
-        store = open_state(settings)
+        store = _existing_store(settings)
         try:
             stored = sorted(store.load_alerts().values(), key=lambda a: tuple(a.key))
             active = store.silences()
@@ -301,6 +317,13 @@ def alerts_command(ctx: click.Context, fmt: str) -> None:
     _guarded(ctx.obj["debug"], work)
 
 
+def _existing_store(settings: Settings) -> Store:
+    """The daemon's state store, named on standard error (never created here)."""
+    store = open_existing_state(settings)
+    click.echo(f"state store: {store.description}", err=True)
+    return store
+
+
 def alert_to_row(alert: Alert) -> dict[str, Any]:
     """An alert in the JSON shape of ``check`` plus ``state`` and ``since``."""
     return {
@@ -314,6 +337,9 @@ def alert_to_row(alert: Alert) -> dict[str, Any]:
 
 
 def _scope_of(alert: Alert) -> str:
+    """The rule's scope, as stored; guessed from the key for alerts stored without it."""
+    if alert.scope:
+        return alert.scope
     if not alert.key.account:
         return "source"
     return "account" if not alert.key.symbol else "position"
@@ -331,7 +357,7 @@ def actions_command(ctx: click.Context, fmt: str) -> None:
     after it; a row still ``calling`` is a call whose outcome was never recorded.
     """
     def work() -> None:
-        store = open_state(_settings(ctx))
+        store = _existing_store(_settings(ctx))
         try:
             logged = store.actions()
         finally:
@@ -366,20 +392,19 @@ def silence() -> None:
 @click.option("--symbol", default=None, help="Only this symbol (a glob).")
 @click.option("--duration", required=True, help="How long: 30m, 2h, 1d.")
 @click.option("--reason", required=True, help="Why, for whoever reads `silence list`.")
+@click.option("--by", "author", default=None, help="Who adds it (default: your user name).")
 @click.pass_context
 def silence_add(ctx: click.Context, rule: str, account: str | None, symbol: str | None,
-                duration: str, reason: str) -> None:
-    """Add a silence; prints its id."""
+                duration: str, reason: str, author: str | None) -> None:
+    """Add a silence; prints its id. The rule must name (or match) a rule in force."""
     def work() -> None:
-        try:
-            length = parse_duration(duration)
-        except ValueError as error:
-            raise SettingsError(f"--duration: {error}") from None
+        length = _silence_length(duration)
         settings = _settings(ctx)
+        _check_rule_glob(rule, settings.rules)
         now = utcnow()
         entry = Silence(uuid.uuid4().hex[:8], rule, account, symbol, now, now + length,
-                        reason, now)
-        store = open_state(settings)
+                        reason, now, author or getpass.getuser())
+        store = _existing_store(settings)
         try:
             store.add_silence(entry)
         finally:
@@ -389,6 +414,28 @@ def silence_add(ctx: click.Context, rule: str, account: str | None, symbol: str 
     _guarded(ctx.obj["debug"], work)
 
 
+def _silence_length(duration: str) -> timedelta:
+    """A silence's length: a duration above zero."""
+    try:
+        length = parse_duration(duration)
+    except ValueError as error:
+        raise SettingsError(f"--duration: {error}") from None
+    if length <= timedelta(0):
+        raise SettingsError("--duration: a silence must last longer than 0s")
+    return length
+
+
+def _check_rule_glob(rule: str, rules_path: Path) -> None:
+    """Refuse a rule glob that matches no rule in force and no built-in alert (a typo
+    would otherwise silence nothing, silently)."""
+    names = {compiled.rule.name for compiled in _start_rules(rules_path)} | BUILTIN_RULES
+    if not any(fnmatchcase(name, rule) for name in names):
+        near = difflib.get_close_matches(rule, sorted(names), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        raise SettingsError(f"--rule: '{rule}' matches no rule in {rules_path} and no "
+                            f"built-in alert{hint}")
+
+
 @silence.command("list")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
@@ -396,7 +443,7 @@ def silence_add(ctx: click.Context, rule: str, account: str | None, symbol: str 
 def silence_list(ctx: click.Context, fmt: str, show_all: bool) -> None:
     """List silences in force (or all with --all)."""
     def work() -> None:
-        store = open_state(_settings(ctx))
+        store = _existing_store(_settings(ctx))
         try:
             now = utcnow()
             found = [s for s in store.silences() if show_all or s.active(now)]
@@ -405,9 +452,10 @@ def silence_list(ctx: click.Context, fmt: str, show_all: bool) -> None:
         if fmt == "json":
             click.echo(json.dumps([asdict(s) for s in found], default=_jsonable, indent=2))
             return
-        _print_table(["ID", "RULE", "ACCOUNT", "SYMBOL", "ENDS", "REASON"],
+        _print_table(["ID", "RULE", "ACCOUNT", "SYMBOL", "ENDS", "BY", "REASON"],
                      [[s.id, s.rule, s.account or "*", s.symbol or "*",
-                       s.ends_at.isoformat(timespec="seconds"), s.reason] for s in found])
+                       s.ends_at.isoformat(timespec="seconds"), s.created_by or "-", s.reason]
+                      for s in found])
 
     _guarded(ctx.obj["debug"], work)
 
@@ -418,7 +466,7 @@ def silence_list(ctx: click.Context, fmt: str, show_all: bool) -> None:
 def silence_remove(ctx: click.Context, silence_id: str) -> None:
     """Remove a silence by id (exit 1 when there is none)."""
     def work() -> int:
-        store = open_state(_settings(ctx))
+        store = _existing_store(_settings(ctx))
         try:
             removed = store.remove_silence(silence_id)
         finally:

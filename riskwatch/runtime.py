@@ -69,5 +69,20 @@ def open_client(settings: Settings) -> TreadClient:
 
 
 def open_state(settings: Settings) -> Store:
-    """The state store named by RISKWATCH_STATE."""
+    """The state store named by RISKWATCH_STATE (created if it does not exist)."""
+    return open_store(settings.state)
+
+
+def open_existing_state(settings: Settings) -> Store:
+    """The state store the daemon keeps, for the commands that read or edit it.
+
+    They never create one: a new, empty store in the wrong folder would list no alerts
+    and hold silences that the daemon never sees.
+    """
+    if settings.state.startswith("sqlite:///"):
+        path = Path(settings.state.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise SettingsError(f"RISKWATCH_STATE: no state store at {path.resolve()}; run "
+                                "this where `riskwatch run` keeps its store, or point "
+                                "RISKWATCH_STATE at it")
     return open_store(settings.state)

@@ -27,6 +27,7 @@ class Silence:
     ends_at: datetime
     reason: str
     created_at: datetime
+    created_by: str = ""  # who added it (`riskwatch silence add --by`, default the OS user)
 
     def active(self, now: datetime) -> bool:
         """In force at ``now``."""

@@ -74,6 +74,10 @@ _SCHEMA_STEPS: list[str] = [
     CREATE TABLE leadership (id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL);
     INSERT INTO leadership (id, epoch) VALUES (1, 0);
     """,
+    # version 6: who added a silence
+    """
+    ALTER TABLE silences ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+    """,
 ]
 # run first in a fenced transaction: touches one row while the epoch is still ours
 FENCE_SQL = "UPDATE leadership SET epoch = epoch WHERE id = 1 AND epoch = ?"
@@ -376,18 +380,19 @@ class Store(ABC):
     def add_silence(self, silence: Silence) -> None:
         """Store a new silence."""
         self._write([("INSERT INTO silences (id, rule, account, symbol, starts_at, ends_at, "
-                      "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      "reason, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (silence.id, silence.rule, silence.account, silence.symbol,
                        silence.starts_at.isoformat(), silence.ends_at.isoformat(),
-                       silence.reason, silence.created_at.isoformat()))])
+                       silence.reason, silence.created_at.isoformat(), silence.created_by))])
 
     def silences(self) -> list[Silence]:
         """Every stored silence, newest first (expired ones included)."""
         rows = self._query("SELECT id, rule, account, symbol, starts_at, ends_at, reason, "
-                                "created_at FROM silences ORDER BY created_at DESC")
+                           "created_at, created_by FROM silences ORDER BY created_at DESC")
         return [Silence(id_, rule, account, symbol, datetime.fromisoformat(starts),
-                        datetime.fromisoformat(ends), reason, datetime.fromisoformat(created))
-                for id_, rule, account, symbol, starts, ends, reason, created in rows]
+                        datetime.fromisoformat(ends), reason, datetime.fromisoformat(created),
+                        by or "")
+                for id_, rule, account, symbol, starts, ends, reason, created, by in rows]
 
     def remove_silence(self, silence_id: str) -> bool:
         """Delete a silence; False when no silence has that id."""

@@ -37,6 +37,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "runbook": alert.runbook, "detail": alert.detail, "thread": alert.thread,
         "when": alert.when, "muted": alert.muted,
         "action": alert.action, "verify_after": _time(alert.verify_after),
+        "scope": alert.scope,
     }
 
 
@@ -57,6 +58,7 @@ def alert_from_dict(data: dict[str, Any]) -> Alert:
         detail=data.get("detail", ""), thread=data.get("thread"),
         when=data.get("when", "above"), muted=bool(data.get("muted", False)),
         action=data.get("action", ""), verify_after=_parse_time(data.get("verify_after")),
+        scope=data.get("scope", ""),
     )
 
 
