@@ -88,7 +88,8 @@ def test_image_env_lines_plus_a_state_secret_file_use_postgresql(
 def test_image_without_a_state_secret_keeps_sqlite_in_its_working_directory(
     tmp_path: Path,
 ) -> None:
-    """No RISKWATCH_STATE anywhere: the code's default puts SQLite in the WORKDIR volume."""
+    """No RISKWATCH_STATE anywhere: the code's default puts SQLite in the WORKDIR volume
+    (`alerts` looks for it there, and creates none)."""
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     workdir = tmp_path / "var-lib-riskwatch"
@@ -99,5 +100,5 @@ def test_image_without_a_state_secret_keeps_sqlite_in_its_working_directory(
 
     done = run_as_image(workdir, secrets)
 
-    assert done.returncode == 0, done.stderr
-    assert (workdir / "riskwatch-state.db").is_file()
+    assert done.returncode == 2, done.stderr
+    assert f"no state store at {workdir / 'riskwatch-state.db'}" in done.stderr
