@@ -21,7 +21,7 @@ _DECODER = json.JSONDecoder(parse_float=Decimal)
 _SPACE = re.compile(r"[ \t\n\r]*")
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _NAMES = {name: re.compile(rf'"{name}"\s*:\s*"((?:[^"\\]|\\.){{1,200}})"')
-          for name in ("account_name", "exchange_name", "exchange")}
+          for name in ("account_name", "account_id", "name", "exchange_name", "exchange")}
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,9 @@ def _value(text: str, position: int) -> tuple[Any, int]:
     except RecursionError:
         end = _end_of(text, position)
         span = text[position:end]
-        return TooDeep(_name(span, "account_name"),
-                       _name(span, "exchange_name") or _name(span, "exchange")), end
+        account = (_name(span, "account_name") or _name(span, "account_id")
+                   or _name(span, "name"))  # the fields an errors[] entry names it by
+        return TooDeep(account, _name(span, "exchange_name") or _name(span, "exchange")), end
 
 
 def _end_of(text: str, position: int) -> int:

@@ -48,3 +48,10 @@ def test_what_is_not_an_object_or_never_ends_is_a_value_error(text: str) -> None
     """A top level that is not an object, or an array that never ends, is refused."""
     with pytest.raises(ValueError):
         read_top_level(text)
+
+
+def test_a_deep_error_entry_is_named_by_whichever_field_names_it() -> None:
+    """An errors[] entry names its account by account_name, account_id or name."""
+    for field in ("account_name", "account_id", "name"):
+        top = read_top_level(f'{{"errors": [{{"{field}": "desk-9", "message": {DEEP}}}]}}')
+        assert top["errors"] == [TooDeep("desk-9", None)], field
