@@ -164,8 +164,9 @@ def _account_errors(snapshot: Snapshot) -> list[tuple[Policy, Observation]]:
 def rules_invalid(error: str | None) -> tuple[Policy, Observation]:
     """The ``rules-invalid`` observation: 1 while a reload fails, 0 once rules load."""
     value = ONE if error else ZERO
+    problems = "; ".join(line for line in (error or "").splitlines() if line.strip())
     return RULES_INVALID, Observation(AlertKey("rules-invalid", ""), "", value,
-                                      detail=error or "")
+                                      detail=problems)
 
 
 def with_problems(

@@ -431,7 +431,11 @@ class Daemon:
         self.last_tick = time.monotonic()
         if self.stop_event.is_set():
             return
-        await self.tick_once()
+        try:
+            await self.tick_once()
+        except asyncio.CancelledError:  # a stop cut the poll short: not an error to log
+            log.debug("poll cut short by the stop")
+            return
         if cycles is not None and self.polls >= cycles:
             self.stop_event.set()
 

@@ -71,6 +71,7 @@ class Telemetry:
             self.outbox.labels(status)
         for result in ("ok", "failed"):
             self.heartbeats.labels(result)
+        self.count_alerts(())  # every state and severity at 0 from the first scrape
 
     def rules_in_force(self, names: Iterable[str]) -> None:
         """Every rule's skip counter exists from the first scrape, at 0 until it skips."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -270,14 +270,19 @@ class Store(ABC):
             "ORDER BY seq", (destination,))
         return _outbox_rows(rows)
 
-    def fold(self, folded: Iterable[OutboxRow], messages: Iterable[NewMessage],
+    def fold(self, folded: Sequence[OutboxRow], messages: Iterable[NewMessage],
              now: datetime) -> None:
-        """Replace waiting messages by the messages that sum them up, atomically."""
+        """Replace waiting messages by the messages that sum them up, atomically.
+
+        The new messages keep the time of the oldest one they replace: a destination that
+        stays down still shows its oldest message's age growing (/metrics, /readyz).
+        """
+        since = min((row.created_at for row in folded), default=now)
         statements: list[tuple[str, tuple[Any, ...]]] = [
             ("DELETE FROM outbox WHERE seq=?", (row.seq,)) for row in folded]
         statements += [
             ("INSERT INTO outbox (id, destination, created_at, payload) VALUES (?, ?, ?, ?)",
-             (message.id, message.destination, now.isoformat(), json.dumps(message.payload)))
+             (message.id, message.destination, since.isoformat(), json.dumps(message.payload)))
             for message in messages
         ]
         self._fenced(statements)

@@ -185,7 +185,15 @@ class TreadClient:
     async def set_leverage(self, leverage: str, pair: str, account_ids: list[str]) -> str:
         """``POST /api/set_leverage/``; the API's message on success, a TreadError otherwise."""
         body = {"leverage": leverage, "pair": pair, "account_ids": account_ids}
-        return api_message(await self._request("POST", SET_LEVERAGE_PATH, payload=body))
+        answer = await self._request("POST", SET_LEVERAGE_PATH, payload=body)
+        try:
+            json.loads(answer or b"null")
+        except RecursionError:  # it may have worked: the caller must treat it as unknown
+            raise TreadBadResponse(f"POST {SET_LEVERAGE_PATH}: the API answered 2xx with a "
+                                   "body nested too deeply to read") from None
+        except ValueError:
+            pass  # a plain-text success message is still a success
+        return api_message(answer)
 
     async def account_ids(self) -> dict[str, str]:
         """Account name -> id, from ``GET /api/accounts/``."""

@@ -251,8 +251,8 @@ def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
     slack: FakeSlack, tmp_path: Path, polls: int,
 ) -> None:
     """A 200 nesting 5,000 levels: over 12 (and 100) polls one call, whose audit row was
-    written before it (calling) and then given its outcome (the API said 200: acted, its
-    body unreadable, to be checked against the next data); the FIRING message shows it."""
+    written before it (calling) and then given its outcome (unknown: the call may have
+    worked, its answer cannot say); the FIRING message shows it, and nothing is retried."""
     tread = _Witness(tmp_path / "state.db")
     try:
         tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
@@ -265,11 +265,10 @@ def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
     assert intent.outcome == "calling" and intent.audit_id
     [decision] = SqliteStore(tmp_path / "state.db").actions()
     assert decision.audit_id == intent.audit_id
-    assert decision.outcome == "acted" and "nested too deeply" in decision.detail
-    post, check = slack.posts()  # the data still shows 25x: told once, never called again
+    assert decision.outcome == "unknown" and "nested too deeply" in decision.detail
+    [post] = slack.posts()
     assert "FIRING · CRITICAL" in post.body["text"]
-    assert "lowered SOL:PERP-USDT on desk-1" in post.body["text"]
-    assert "answered OK but leverage is still 25x" in check.body["text"]
+    assert "outcome unknown, not retried" in post.body["text"]
 
 
 def test_a_call_the_next_data_does_not_show_is_reported_once(

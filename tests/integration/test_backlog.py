@@ -48,6 +48,7 @@ def test_a_churning_backlog_is_folded_and_a_new_critical_arrives_within_seconds(
         now[0] += timedelta(seconds=15)  # Slack was down this long
         await deliverer.deliver_due()  # Slack refuses the first: the backlog is folded
         assert sum(store.backlogs().values()) <= 2
+        assert store.outbox_summary().oldest_pending == T0  # the outage's age is kept
         critical = _alert("desk-new", "critical")
         store.save_poll({critical.key: critical}, [],
                         plan_messages([Notice(NoticeKind.FIRING, critical)], {}, router), now[0])

@@ -19,6 +19,7 @@ def test_metrics_pass_promtool_check_metrics() -> None:
     telemetry = Telemetry()
     telemetry.rules_in_force(["eth-margin", "account-maint-margin"])
     texts = [generate_latest(telemetry.registry)]
+    assert b'riskwatch_alerts{severity="critical",state="firing"} 0.0' in texts[0]
     telemetry.polls.labels("ok").inc()
     telemetry.poll_duration.observe(0.2)
     telemetry.oldest_waiting.set(12)

@@ -82,6 +82,7 @@ def test_a_hung_api_is_named_on_time_and_the_log_stays_quiet(
     assert not [line for line in lines if line["event"] == "poll done"]  # debug only
     assert len([line for line in lines if line["event"] == "poll failed"]) == 1  # then quiet
     assert not [line for line in lines if line.get("logger") == "apscheduler.scheduler"]
+    assert not [line for line in lines if line.get("level") == "error"]  # a stop is no error
 
 
 def test_check_names_a_watched_account_the_api_does_not_return(tread: FakeTread) -> None:
