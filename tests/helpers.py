@@ -35,14 +35,13 @@ def position(symbol: str = "ETH:PERP-USDT", **numbers: str | None) -> Asset:
     values = {key: (None if value is None else Decimal(value)) for key, value in numbers.items()}
     market = values.pop("market_type", None)
     return Asset(symbol=symbol, asset_type="position",
-                 market_type=str(market) if market else "perp", **values)  # type: ignore[arg-type]
+                 market_type=str(market) if market else "perp", **values)
 
 
 def token(symbol: str = "USDT", market_type: str = "perp", **numbers: str | None) -> Asset:
     """A token row."""
     values = {key: (None if value is None else Decimal(value)) for key, value in numbers.items()}
-    return Asset(symbol=symbol, asset_type="token", market_type=market_type,
-                 **values)  # type: ignore[arg-type]
+    return Asset(symbol=symbol, asset_type="token", market_type=market_type, **values)
 
 
 def account(name: str = "desk-1", *assets: Asset, exchange: str = "Bybit",

@@ -61,8 +61,8 @@ def mutated(draw: st.DrawFn, base: Any, fields: list[str], rows: Any) -> Any:
 
 
 def _cached_rows(data: Any) -> list[Any]:
-    return [asset for balance in data["balances"] for asset in balance["assets"]] + \
-        data["balances"]
+    rows: list[Any] = [asset for balance in data["balances"] for asset in balance["assets"]]
+    return rows + list(data["balances"])
 
 
 def _live_rows(data: Any) -> list[Any]:
@@ -132,7 +132,7 @@ def test_random_bodies_are_read_or_refused_cleanly(body: bytes) -> None:
     """Random bytes or JSON: a snapshot, or TreadBadResponse — nothing else escapes."""
     for source in ("cached", "live"):
         try:
-            snapshot = _read_both_ways(body, source)  # type: ignore[arg-type]
+            snapshot = _read_both_ways(body, source)
         except TreadBadResponse:
             continue
         _evaluate_all(snapshot)

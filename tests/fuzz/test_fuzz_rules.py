@@ -6,8 +6,10 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -67,7 +69,7 @@ def test_mutated_shipped_rules(tmp_path_factory: object, seed: int, edits: int) 
           suppress_health_check=list(HealthCheck))
 @given(text=st.text(alphabet=st.sampled_from(list("abcdefgrulesnam:-[]{}'\"\n #&*!0123.9_")),
                     max_size=200))
-def test_random_text(tmp_path_factory: object, text: str) -> None:
+def test_random_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     """Random YAML-ish text: loads, or is reported with a position; never anything else."""
     _check(tmp_path_factory.mktemp("f"), text)
 
@@ -130,9 +132,10 @@ GLOBS = st.lists(st.sampled_from(["*", "desk-*", "[ab]*", "[x", "", "a]", "x[", 
 MATCHES = st.one_of(st.none(), st.sampled_from(["desk-*"]), st.dictionaries(
     st.sampled_from(["exchange", "account", "symbol", "market_type", "symbols"]),
     st.one_of(st.none(), GLOBS), max_size=3))
-LEVELS = st.one_of(st.dictionaries(st.sampled_from(["info", "warning", "critical", "warn"]),
-                                   NUMBERS, max_size=3),
-                   st.sampled_from([None, [], "0.5", 1]))
+LEVELS: st.SearchStrategy[Any] = st.one_of(
+    st.dictionaries(st.sampled_from(["info", "warning", "critical", "warn"]), NUMBERS,
+                    max_size=3),
+    st.sampled_from([None, [], "0.5", 1]))
 ACTIONS = st.one_of(st.none(), st.fixed_dictionaries(
     {"set_leverage": NUMBERS},
     optional={"at": st.sampled_from(["info", "warning", "critical", "crit"]),

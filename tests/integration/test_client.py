@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -18,14 +19,15 @@ from riskwatch.errors import (
     TreadUnreachable,
 )
 from riskwatch.loopback import Reply
+from riskwatch.snapshot import Snapshot
 from riskwatch.tread import TreadClient, make_http_client
 from tests.helpers import T0, raw_payload
 from tests.integration.fakes import TOKEN, FakeTread
 
 
 def _snapshot(url: str, source: str = "cached", token: str = TOKEN,
-              timeout: float = 2.0, accounts: list[str] | None = None):  # type: ignore[no-untyped-def]
-    async def go():  # type: ignore[no-untyped-def]
+              timeout: float = 2.0, accounts: list[str] | None = None) -> Snapshot:
+    async def go() -> Snapshot:
         client = TreadClient(make_http_client(url, token, timeout=httpx.Timeout(timeout)))
         try:
             return await client.snapshot(source, T0, accounts)
@@ -106,7 +108,7 @@ def test_accounts_endpoint_drops_credentials(tread: FakeTread) -> None:
     """GET /api/accounts/ returns accounts without api_key, api_secret or password."""
     tread.accounts = raw_payload("reference_accounts.json")
 
-    async def go():  # type: ignore[no-untyped-def]
+    async def go() -> list[dict[str, Any]]:
         client = TreadClient(make_http_client(tread.url, TOKEN))
         try:
             return await client.accounts()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,11 @@ def _texts(slack: FakeSlack) -> list[str]:
     return [post.body["text"] for post in slack.posts()]
 
 
-def _set(target: Any, **values: Any) -> Any:
-    return lambda: [setattr(target, name, value) for name, value in values.items()]
+def _set(target: Any, **values: Any) -> Callable[[], None]:
+    def apply() -> None:
+        for name, value in values.items():
+            setattr(target, name, value)
+    return apply
 
 
 def test_api_outage_fires_source_down_once_and_resolves_nothing(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -176,7 +176,7 @@ def test_properties_of_every_decision(
     used: int, limit: int, answers: list[str],
 ) -> None:
     """No call raises leverage, no call outside enforce, the cap holds, every decision is logged."""
-    action = Action(set_leverage=target, at=at_level)  # type: ignore[arg-type]
+    action = Action(set_leverage=target, at=at_level)
     assets = tuple(position(f"P{i}:PERP-USDT", leverage=None if lev is None else str(lev))
                    for i, (lev, _, _) in enumerate(rows))
     snap = Snapshot("cached", T0, (replace(account("desk-1", *assets), id="uuid-1"),))
@@ -325,14 +325,16 @@ class _Replica:
         self.alerts.update(decisions.changed)
 
 
-def _case(**changes: Any) -> Any:
+def _case(**changes: Any) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """An explicit example: one position at 25x, target 5x, enforce, cap 5, no faults."""
     base: dict[str, Any] = {
         "leverages": [Decimal(25)], "target": Decimal(5), "at_level": "critical",
         "mode": "enforce", "used": 0, "limit": 5, "leaders": [0, 0, 0], "opened": [],
         "crashes": set(), "answers": [], "store_faults": set(), "id_faults": [],
         "with_id": True}
-    return example(**{**base, **changes})
+    decorate: Callable[[Callable[..., None]], Callable[..., None]] = example(
+        **{**base, **changes})
+    return decorate
 
 
 # store operations of replica 0's first poll: 1 load alerts, 2 look up the due alert,

@@ -18,10 +18,12 @@ from riskwatch.alerts import (
     resolve_removed,
     step,
 )
+from riskwatch.rules import Severity
 from tests.helpers import at
 
 KEY = AlertKey("margin", "desk-1", "ETH:PERP-USDT")
-LEVELS = (("warning", Decimal("0.5")), ("critical", Decimal("0.8")))
+LEVELS: tuple[tuple[Severity, Decimal], ...] = (("warning", Decimal("0.5")),
+                                                ("critical", Decimal("0.8")))
 
 
 def policy(**changes: object) -> Policy:

@@ -102,8 +102,8 @@ def plain_decide(compiled: list[CompiledRule], snapshot: Snapshot,
     fresh = {a.name: a for a in snapshot.accounts}
     names = {r.rule.name: r.policy for r in compiled}
     for key, alert in alerts.items():
-        account = fresh.get(key.account)
-        if (key in seen or account is None or not account.complete or key.rule not in names
+        found = fresh.get(key.account)
+        if (key in seen or found is None or not found.complete or key.rule not in names
                 or not alert.active):  # a resolved alert stays listed, row or no row
             continue
         new, _ = lifecycle.step(names[key.rule], alert,

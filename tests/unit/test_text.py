@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_markup_in_a_name_is_text() -> None:
 
 
 def _alert(account: str, kind_state: State = State.FIRING, symbol: str = "ETH:PERP-USDT",
-           **extra: str) -> Alert:
+           **extra: Any) -> Alert:
     return Alert(key=AlertKey("margin", account, symbol), state=kind_state,
                  severity="critical", exchange="Bybit", metric="maint_margin_ratio",
                  value=Decimal("0.86"), threshold=Decimal("0.8"), since=at(0),
