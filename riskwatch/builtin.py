@@ -80,6 +80,7 @@ class PollOutcome:
     last_good_data: datetime | None = None  # newest data time of the last successful poll
     answered: frozenset[str] = frozenset()  # accounts the answer named, read or not
     expected: frozenset[str] = frozenset()  # accounts that must be in the answer
+    missing_before: frozenset[str] = frozenset()  # accounts whose account-missing is active
 
 
 def observe(
@@ -119,14 +120,16 @@ def missing_accounts(outcome: PollOutcome) -> list[str]:
 
 
 def _missing(outcome: PollOutcome) -> list[tuple[Policy, Observation]]:
-    """``account-missing``: 1 for each expected account the answer left out, 0 for the rest."""
-    missing = set(missing_accounts(outcome))
+    """``account-missing``: 1 for each expected account the answer left out, 0 for each
+    whose alert is active and that the answer names again (the others need no step)."""
+    missing = missing_accounts(outcome)
+    back = sorted(outcome.missing_before - set(missing))
     return [
-        (ACCOUNT_MISSING, Observation(
-            AlertKey("account-missing", name), "", ONE if name in missing else ZERO,
-            detail="not in the API's answer" if name in missing else ""))
-        for name in sorted(outcome.expected)
-    ]
+        (ACCOUNT_MISSING, Observation(AlertKey("account-missing", name), "", ONE,
+                                      detail="not in the API's answer"))
+        for name in missing
+    ] + [(ACCOUNT_MISSING, Observation(AlertKey("account-missing", name), "", ZERO))
+         for name in back]
 
 
 def store_failed_notice(error: str, since: datetime, now: datetime, *,

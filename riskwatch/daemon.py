@@ -236,11 +236,24 @@ class Daemon:
         self._note_time(admitted)
         newest = _newest_data(admitted)
         last_good = newest if newest is not None else self._last_good()
-        expected = builtin.expected_accounts(watched, (
-            key.account for key, alert in self.alerts.items()
-            if alert.active and key.account and key.rule != "account-error"))
-        return builtin.PollOutcome(admitted.snapshot, last_good_data=max(
-            last_good, self.last_good_data or last_good), answered=answered, expected=expected)
+        alerting, missing_before = self._accounts_alerting()
+        return builtin.PollOutcome(
+            admitted.snapshot, last_good_data=max(last_good, self.last_good_data or last_good),
+            answered=answered, expected=builtin.expected_accounts(watched, alerting),
+            missing_before=missing_before)
+
+    def _accounts_alerting(self) -> tuple[set[str], frozenset[str]]:
+        """Accounts with active alerts (they must be in a fresh answer), and those whose
+        ``account-missing`` is active; one pass over the alerts."""
+        alerting: set[str] = set()
+        missing: set[str] = set()
+        for key, alert in self.alerts.items():
+            if not alert.active or not key.account or key.rule == "account-error":
+                continue
+            alerting.add(key.account)
+            if key.rule == "account-missing":
+                missing.add(key.account)
+        return alerting, frozenset(missing)
 
     def _failed(self, error: str, *, auth: bool = False,
                 traceback: bool = False) -> builtin.PollOutcome:
