@@ -153,7 +153,7 @@ def _account_errors(snapshot: Snapshot) -> list[tuple[Policy, Observation]]:
         exchanges[problem.account] = problem.exchange or exchanges.get(problem.account, "")
     observations = [
         (ACCOUNT_ERROR, Observation(AlertKey("account-error", name), exchanges[name], ONE,
-                                    detail="; ".join(found)[:500]))
+                                    detail="; ".join(dict.fromkeys(found))[:500]))
         for name, found in messages.items()
     ]
     observations.extend(

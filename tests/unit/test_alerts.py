@@ -197,3 +197,14 @@ def test_steady_holds_exactly_when_step_would_change_nothing() -> None:
              (reloaded, "0.6", 60)]
     results = [_steady_case(p, value, later) for p, value, later in cases]
     assert results == [(True, True), (False, False), (False, False), (False, False)]
+
+
+def test_an_account_error_says_each_problem_once() -> None:
+    """The same problem met several times in one poll (one per alert of the account) is
+    said once in the account-error's detail."""
+    from riskwatch.builtin import with_problems
+    from riskwatch.snapshot import AccountProblem
+
+    found = with_problems([], [AccountProblem("desk-1", "its numbers could not be computed")] * 3)
+    [(_, observation)] = found
+    assert observation.detail == "its numbers could not be computed"
