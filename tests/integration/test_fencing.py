@@ -18,18 +18,16 @@ import pytest
 from riskwatch.daemon import Daemon
 from tests.integration.conftest import PG_BASE
 from tests.integration.fakes import FakeSlack, FakeTread
-from tests.integration.scenario import Clock, cached_with_ratio, daemon_on, drive
+from tests.integration.scenario import (
+    MARGIN_RULES,
+    Clock,
+    cached_with_ratio,
+    daemon_on,
+    drive,
+)
 from tests.integration.test_never_blind import _settings, _texts
 
-ACTING_RULES = """
-rules:
-  - name: eth-margin
-    description: Maintenance margin against margin balance
-    scope: position
-    metric: maint_margin_ratio
-    levels: {warning: 0.5, critical: 0.8}
-    action: {set_leverage: 3}
-"""
+ACTING_RULES = MARGIN_RULES + "    action: {set_leverage: 3}\n"  # the same rule, acting
 
 
 def _terminate_lock_connection(daemon: Daemon) -> None:
