@@ -174,7 +174,7 @@ def rules_invalid(error: str | None) -> tuple[Policy, Observation]:
 
 def with_problems(
     observations: Sequence[tuple[Policy, Observation]], problems: Sequence[AccountProblem],
-) -> list[tuple[Policy, Observation]]:
+) -> Sequence[tuple[Policy, Observation]]:
     """``observations`` with an ``account-error`` for each account in ``problems``.
 
     Evaluation finds these (numbers that could not be computed) after the poll's own
@@ -182,7 +182,7 @@ def with_problems(
     alert never resolves and fires again within one poll.
     """
     if not problems:
-        return list(observations)
+        return observations  # the usual poll: nothing to copy
     found = _account_errors(Snapshot("cached", _EPOCH, (), tuple(problems)))
     keys = {observation.key for _, observation in found}
     kept = [(policy, seen) for policy, seen in observations

@@ -174,11 +174,12 @@ class Deliverer:
 
     async def deliver_due(self) -> float | None:
         """Send every message that is due; return seconds until the next one (None: none)."""
+        if self.active:
+            self._fold_backlogs(self.clock())  # once a round, not once per message sent
         while True:
             if not self.active:
                 return None
             now = self.clock()
-            self._fold_backlogs(now)
             waits: list[float] = []
             progressed = False
             for row in self._heads():
