@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from riskwatch.actions import Decision
-from riskwatch.alerts import Alert, AlertKey, State
-from riskwatch.silences import Silence
+from riskwatch.core.leverage import Decision
+from riskwatch.core.lifecycle import Alert, AlertKey, State
+from riskwatch.core.silences import Silence
+from riskwatch.service.http import Health, WebServer
+from riskwatch.service.telemetry import Telemetry
 from riskwatch.store import Store, open_store
-from riskwatch.telemetry import Telemetry
-from riskwatch.web import Health, WebServer
 
 HALF_SENT = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/pl"
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.generate import payload_bytes
-from riskwatch.loopback import LoopbackServer, Reply, Request
+from riskwatch.demo.loopback import LoopbackServer, Reply, Request
 
 RULES = Path(__file__).parent / "rules.yaml"
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from riskwatch.loopback import LoopbackServer, Reply, Request
+from riskwatch.demo.loopback import LoopbackServer, Reply, Request
 
 RULE = """rules:
   - {name: margin, scope: position, metric: maint_margin_ratio, levels: {critical: 0.8}}

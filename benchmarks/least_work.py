@@ -36,10 +36,10 @@ import orjson
 
 from benchmarks.generate import payload_bytes
 from benchmarks.poll_work import RULES, median_seconds, poll_work
-from riskwatch.decode import read_snapshot
-from riskwatch.evaluate import CHUNK, compile_rules
-from riskwatch.rules import load_rules
-from riskwatch.snapshot import Asset, Snapshot
+from riskwatch.core.evaluate import CHUNK, compile_rules
+from riskwatch.core.snapshot import Asset, Snapshot
+from riskwatch.rulefiles.loader import load_rules
+from riskwatch.source.decode import read_snapshot
 
 RATIOS = {"maint_margin_ratio": ("maint_margin", "margin_balance"),
           "initial_margin_ratio": ("initial_margin", "margin_balance"),

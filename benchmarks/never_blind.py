@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from riskwatch.loopback import Reply
+from riskwatch.demo.loopback import Reply
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio, run_env
 

@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 
 from benchmarks.generate import payload_bytes
-from riskwatch.alerts import Alert, AlertKey
-from riskwatch.decode import read_snapshot
-from riskwatch.evaluate import CompiledRule, compile_rules, decide
-from riskwatch.perf import paused_gc
-from riskwatch.rules import load_rules
+from riskwatch.core.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.core.lifecycle import Alert, AlertKey
+from riskwatch.memory import paused_gc
+from riskwatch.rulefiles.loader import load_rules
+from riskwatch.source.decode import read_snapshot
 
 RULES = Path(__file__).parent / "rules.yaml"
 

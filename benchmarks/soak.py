@@ -24,13 +24,13 @@ from typing import Any
 
 import httpx
 
-from riskwatch import logs
-from riskwatch.daemon import Daemon
-from riskwatch.loopback import Reply
-from riskwatch.runtime import build_router, load_compiled_rules
-from riskwatch.settings import load_settings
+from riskwatch.config import logs
+from riskwatch.config.settings import load_settings
+from riskwatch.demo.loopback import Reply
+from riskwatch.service.daemon import Daemon
+from riskwatch.service.wiring import build_router, load_compiled_rules
+from riskwatch.source.client import TreadClient, make_http_client
 from riskwatch.store import SqliteStore
-from riskwatch.tread import TreadClient, make_http_client
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import MARGIN_RULES, cached_with_ratio
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from riskwatch.snapshot import Account, Asset
+from riskwatch.core.snapshot import Account, Asset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 T0 = datetime(2026, 1, 22, 10, 0, 0, tzinfo=UTC)

@@ -17,13 +17,13 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from riskwatch.alerts import RANK, Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.lifecycle import RANK, Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.errors import NotLeading
-from riskwatch.notify import text
+from riskwatch.notify import render
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
+from riskwatch.service.telemetry import Telemetry
 from riskwatch.store import NewMessage, OutboxRow, Store
 from riskwatch.store.codec import notice_from_dict, notice_to_dict
-from riskwatch.telemetry import Telemetry
 
 log = structlog.get_logger("riskwatch.notify")
 
@@ -104,12 +104,12 @@ def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
 
     A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
     and every alert still appears. A message also ends before its text would pass
-    :data:`text.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
+    :data:`render.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
     """
-    detailed, rest = items[:text.MAX_DETAILED_PER_POLL], items[text.MAX_DETAILED_PER_POLL:]
-    for chunk in _fill(detailed, text.MAX_ALERTS_PER_MESSAGE, compact=False):
+    detailed, rest = items[:render.MAX_DETAILED_PER_POLL], items[render.MAX_DETAILED_PER_POLL:]
+    for chunk in _fill(detailed, render.MAX_ALERTS_PER_MESSAGE, compact=False):
         yield chunk, False
-    for chunk in _fill(rest, text.MAX_LINES_PER_MESSAGE, compact=True):
+    for chunk in _fill(rest, render.MAX_LINES_PER_MESSAGE, compact=True):
         yield chunk, True
 
 
@@ -118,8 +118,8 @@ def _fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Sequ
     chunk: list[Notice] = []
     used = 0
     for notice in items:
-        size = text.rendered_size(notice, compact=compact)
-        if chunk and (len(chunk) == most or used + size > text.MESSAGE_BUDGET):
+        size = render.rendered_size(notice, compact=compact)
+        if chunk and (len(chunk) == most or used + size > render.MESSAGE_BUDGET):
             yield chunk
             chunk, used = [], 0
         chunk.append(notice)
@@ -206,8 +206,8 @@ class Deliverer:
         delivered = True
         for destination in self.router.default:
             sink = self.router.sink(destination)
-            body = (text.slack_message(list(notices), now) if sink.markup == "slack"
-                    else text.terminal_message(list(notices), now))
+            body = (render.slack_message(list(notices), now) if sink.markup == "slack"
+                    else render.terminal_message(list(notices), now))
             try:
                 result = await sink.post(self.mask(body), None)
             except Exception as error:  # a sink must not stop the others
@@ -240,7 +240,7 @@ class Deliverer:
                 NewMessage(uuid.uuid4().hex, destination,
                            {"notices": [notice_to_dict(n) for n in chunk], "thread": None,
                             "compact": True, "folded": len(rows)})
-                for chunk in _fill(notices, text.MAX_LINES_PER_MESSAGE, compact=True)
+                for chunk in _fill(notices, render.MAX_LINES_PER_MESSAGE, compact=True)
             ]
             self.store.fold(rows, messages, now)
             self.telemetry.folded.inc(len(rows))
@@ -289,9 +289,9 @@ class Deliverer:
     async def _post(self, sink: Sink, row: OutboxRow) -> Delivery:
         notices = [notice_from_dict(n) for n in row.payload["notices"]]
         now = self.clock()
-        body = (text.slack_message(notices, now, compact=bool(row.payload.get("compact")),
+        body = (render.slack_message(notices, now, compact=bool(row.payload.get("compact")),
                                    folded=int(row.payload.get("folded") or 0))
-                if sink.markup == "slack" else text.terminal_message(notices, now))
+                if sink.markup == "slack" else render.terminal_message(notices, now))
         thread_ts = None
         parent = row.payload.get("thread")
         if parent:
@@ -306,7 +306,7 @@ class Deliverer:
         alerts = [alert for key in landed.keys if (alert := self.store.alert(key)) is not None]
         if not alerts:
             return Delivery(ok=True)
-        body = text.current_state_message(alerts, self.clock())
+        body = render.current_state_message(alerts, self.clock())
         result = await sink.update(landed.channel, landed.ts, self.mask(body))
         if not result.ok and result.error in UPDATE_REFUSED:
             # the firing message is gone or too old to edit: say the same in a new message

@@ -5,7 +5,7 @@ worth retrying (429, 5xx, network) or permanent (``invalid_auth``, ``channel_not
 as Alertmanager's notifiers do.
 
 Every post and update asks Slack to link nothing by name (``link_names: false``,
-``parse: none``): the text's own escaping (:mod:`riskwatch.notify.text`) is what makes
+``parse: none``): the text's own escaping (:mod:`riskwatch.notify.render`) is what makes
 API strings inert, and Slack is not asked to find mentions in them.
 """
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from riskwatch.actions import Decision
-from riskwatch.alerts import Alert, AlertKey
+from riskwatch.core.leverage import Decision
+from riskwatch.core.lifecycle import Alert, AlertKey
+from riskwatch.core.silences import Silence
 from riskwatch.errors import NotLeading
-from riskwatch.silences import Silence
 from riskwatch.store.codec import alert_from_dict, alert_to_dict
 
 _SCHEMA_STEPS: list[str] = [

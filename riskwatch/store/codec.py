@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
 
 
 def _time(value: datetime | None) -> str | None:

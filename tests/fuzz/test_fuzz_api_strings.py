@@ -11,8 +11,8 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
-from riskwatch.notify.text import (
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.notify.render import (
     MAX_MARKS,
     NAME_LIMIT,
     TEXT_LIMIT,

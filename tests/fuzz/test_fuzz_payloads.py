@@ -12,11 +12,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from riskwatch.decode import parse_json, read_snapshot
+from riskwatch.core.evaluate import compile_rules, decide
+from riskwatch.core.snapshot import Snapshot, Source
 from riskwatch.errors import TreadBadResponse
-from riskwatch.evaluate import compile_rules, decide
-from riskwatch.rules import load_rules, shipped_rules_dir
-from riskwatch.snapshot import Snapshot, Source, from_cached, from_live
+from riskwatch.rulefiles.loader import load_rules, shipped_rules_dir
+from riskwatch.source.adapters import from_cached, from_live
+from riskwatch.source.decode import parse_json, read_snapshot
 from tests.fuzz.conftest import PAYLOAD_EXAMPLES
 from tests.helpers import T0, at, raw_payload
 

@@ -14,9 +14,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from riskwatch.core.measures import ALL_METRICS, scopes_of
+from riskwatch.core.rules import SEVERITIES
 from riskwatch.errors import RulesError
-from riskwatch.metrics import ALL_METRICS, scopes_of
-from riskwatch.rules import SEVERITIES, load_rules, shipped_rules_dir
+from riskwatch.rulefiles.loader import load_rules, shipped_rules_dir
 from tests.fuzz.conftest import RULE_FILE_EXAMPLES
 
 SHIPPED = (shipped_rules_dir() / "default.yaml").read_text()

@@ -1,6 +1,6 @@
 """Fake Tread.fi and fake Slack servers on 127.0.0.1, scripted by the tests.
 
-Both are real HTTP servers (riskwatch.loopback): timeouts, status codes and headers are
+Both are real HTTP servers (riskwatch.demo.loopback): timeouts, status codes and headers are
 what the clients really meet.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from riskwatch.loopback import LoopbackServer, Reply, Request
+from riskwatch.demo.loopback import LoopbackServer, Reply, Request
 
 TOKEN = "tread-test-token-5f2b9c"
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from riskwatch.daemon import Daemon
-from riskwatch.runtime import build_router, load_compiled_rules, open_client, open_state
-from riskwatch.settings import Settings, load_settings
+from riskwatch.config.settings import Settings, load_settings
+from riskwatch.service.daemon import Daemon
+from riskwatch.service.wiring import build_router, load_compiled_rules, open_client, open_state
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 
 MARGIN_RULES = """

@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from riskwatch.actions import Decision
-from riskwatch.alerts import Alert, AlertKey, State
+from riskwatch.core.leverage import Decision
+from riskwatch.core.lifecycle import Alert, AlertKey, State
 from riskwatch.store import Store, open_store
 from riskwatch.store.base import schema_steps
 from riskwatch.store.codec import alert_from_dict, alert_to_dict

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import structlog
 
-from riskwatch import logs
-from riskwatch.actions import Decision
-from riskwatch.alerts import AlertKey
-from riskwatch.daemon import Daemon
-from riskwatch.loopback import Reply, Request
-from riskwatch.silences import Silence
+from riskwatch.config import logs
+from riskwatch.core.leverage import Decision
+from riskwatch.core.lifecycle import AlertKey
+from riskwatch.core.silences import Silence
+from riskwatch.demo.loopback import Reply, Request
+from riskwatch.service.daemon import Daemon
 from riskwatch.store import SqliteStore
 from tests.helpers import T0
 from tests.integration.fakes import FakeSlack, FakeTread

@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
-from riskwatch.loopback import Reply
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.demo.loopback import Reply
 from riskwatch.notify.outbox import FOLD_BACKLOG_AT, Deliverer, Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink
 from riskwatch.store import SqliteStore

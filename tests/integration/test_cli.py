@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.loopback import Reply
+from riskwatch.demo.loopback import Reply
 from tests.helpers import FIXTURES, raw_payload
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio

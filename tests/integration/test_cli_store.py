@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.alerts import AlertKey, Observation, Policy
-from riskwatch.alerts import step as lifecycle_step
+from riskwatch.core.lifecycle import AlertKey, Observation, Policy
+from riskwatch.core.lifecycle import step as lifecycle_step
 from riskwatch.store import SqliteStore
 from tests.helpers import FIXTURES, T0
 from tests.integration.fakes import TOKEN, FakeTread

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from riskwatch.core.snapshot import Snapshot
+from riskwatch.demo.loopback import Reply
 from riskwatch.errors import (
     TreadAuthError,
     TreadBadResponse,
@@ -18,9 +20,7 @@ from riskwatch.errors import (
     TreadTimeout,
     TreadUnreachable,
 )
-from riskwatch.loopback import Reply
-from riskwatch.snapshot import Snapshot
-from riskwatch.tread import TreadClient, make_http_client
+from riskwatch.source.client import TreadClient, make_http_client
 from tests.helpers import T0, raw_payload
 from tests.integration.fakes import TOKEN, FakeTread
 

@@ -7,7 +7,7 @@ import itertools
 import time
 from pathlib import Path
 
-from riskwatch.daemon import Daemon
+from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     cached_with_ratio,
@@ -113,7 +113,7 @@ def test_daemon_stops_within_seconds_and_survives_api_failures(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
     """A failing API does not stop the loop or resolve alerts; stop takes a few seconds."""
-    from riskwatch.loopback import Reply
+    from riskwatch.demo.loopback import Reply
 
     settings = settings_for(tread, slack, tmp_path)
     tread.set_cached(cached_with_ratio("0.9"))

@@ -6,11 +6,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
-from riskwatch.daemon import utcnow
-from riskwatch.loopback import Reply
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.demo.loopback import Reply
 from riskwatch.notify.outbox import Deliverer, Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink, SlackWebSink
+from riskwatch.service.daemon import utcnow
 from riskwatch.store import SqliteStore
 from tests.integration.fakes import FakeSlack
 

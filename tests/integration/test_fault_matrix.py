@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from riskwatch.daemon import Daemon
-from riskwatch.loopback import Reply
+from riskwatch.demo.loopback import Reply
 from riskwatch.notify.outbox import Router
 from riskwatch.notify.sinks import SlackWebhookSink
+from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     RUN,

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from riskwatch.daemon import Daemon
+from riskwatch.service.daemon import Daemon
 from tests.integration.conftest import PG_BASE
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (

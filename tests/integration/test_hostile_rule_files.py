@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from riskwatch.errors import RulesError
-from riskwatch.rules import MAX_FILE_BYTES, load_rules
-from riskwatch.ruletest import run_file
-from riskwatch.runtime import load_compiled_rules
+from riskwatch.rulefiles.loader import MAX_FILE_BYTES, load_rules
+from riskwatch.rulefiles.ruletest import run_file
+from riskwatch.service.wiring import load_compiled_rules
 from tests.helpers import FIXTURES
 
 BAD = FIXTURES / "rules" / "bad"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
-from riskwatch.daemon import Daemon
-from riskwatch.notify import text
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.notify import render
 from riskwatch.notify.outbox import Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink, TerminalSink
-from riskwatch.runtime import load_compiled_rules, open_client, open_state
+from riskwatch.service.daemon import Daemon
+from riskwatch.service.wiring import load_compiled_rules, open_client, open_state
 from riskwatch.store.codec import notice_from_dict
 from tests.helpers import at
 from tests.integration.fakes import FakeSlack, FakeTread
@@ -80,7 +80,7 @@ def test_a_ten_thousand_character_name_hides_no_alert_in_slack(
 
     _run(daemon, lambda: announced().count("FIRING · CRITICAL") >= 6)
     _all_six_in(announced())
-    assert all(len(call.body["text"]) <= text.MAX_TEXT for call in slack.posts())
+    assert all(len(call.body["text"]) <= render.MAX_TEXT for call in slack.posts())
 
 
 def test_a_ten_thousand_character_name_hides_no_alert_in_the_terminal(
@@ -138,11 +138,11 @@ def test_messages_split_rather_than_clip(count: int) -> None:
     router = Router({"webhook": SlackWebhookSink("http://127.0.0.1:9/hook")}, ["webhook"])
     notices = [_huge(index) for index in range(count)]
     messages = plan_messages(notices, {}, router)
-    bodies = [text.slack_message([notice_from_dict(n) for n in message.payload["notices"]],
+    bodies = [render.slack_message([notice_from_dict(n) for n in message.payload["notices"]],
                                  at(3600), compact=bool(message.payload["compact"]))
               for message in messages]
-    assert len(messages) > (count + text.MAX_ALERTS_PER_MESSAGE - 1) // 20
-    assert all(len(body) <= text.MAX_TEXT for body in bodies)
+    assert len(messages) > (count + render.MAX_ALERTS_PER_MESSAGE - 1) // 20
+    assert all(len(body) <= render.MAX_TEXT for body in bodies)
     joined = "\n".join(bodies)
     assert "more; see" not in joined
     assert all(f"`{index:02d}&amp;&lt;" in joined for index in range(count))

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from prometheus_client import generate_latest
 
-from riskwatch.telemetry import Telemetry
+from riskwatch.service.telemetry import Telemetry
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,

@@ -18,10 +18,10 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from riskwatch import daemon as daemon_module
-from riskwatch.daemon import Daemon
-from riskwatch.loopback import LoopbackServer, Reply, Request
-from riskwatch.settings import Settings
+from riskwatch.config.settings import Settings
+from riskwatch.demo.loopback import LoopbackServer, Reply, Request
+from riskwatch.service import daemon as daemon_module
+from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     Clock,
@@ -229,7 +229,7 @@ def test_an_answer_over_the_size_cap_fails_the_poll_with_size_and_cap(
 def test_the_size_cap_holds_without_a_content_length() -> None:
     """A streamed answer with no Content-Length is cut off as soon as it passes the cap."""
     from riskwatch.errors import TreadTooLarge
-    from riskwatch.tread import TreadClient, make_http_client
+    from riskwatch.source.client import TreadClient, make_http_client
 
     sent = {"chunks": 0}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from riskwatch.loopback import Reply
+from riskwatch.demo.loopback import Reply
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio, run_env
 

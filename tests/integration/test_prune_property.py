@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskwatch.alerts import Alert, AlertKey, State
+from riskwatch.core.lifecycle import Alert, AlertKey, State
 from riskwatch.store import NewMessage, open_store
 from riskwatch.store.base import Retention
 from tests.helpers import T0

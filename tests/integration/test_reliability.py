@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from riskwatch.daemon import Daemon
-from riskwatch.loopback import Reply
-from riskwatch.silences import Silence
+from riskwatch.core.silences import Silence
+from riskwatch.demo.loopback import Reply
+from riskwatch.service.daemon import Daemon
 from riskwatch.store import SqliteStore
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (

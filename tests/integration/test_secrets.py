@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 import structlog
 
-from riskwatch import actions, logs
-from riskwatch.actions import Decision
-from riskwatch.loopback import Reply, Request
-from riskwatch.settings import load_settings
-from riskwatch.tread import TreadClient, make_http_client
+from riskwatch.config import logs
+from riskwatch.config.settings import load_settings
+from riskwatch.core.leverage import Decision
+from riskwatch.demo.loopback import Reply, Request
+from riskwatch.service import leverage_call
+from riskwatch.source.client import TreadClient, make_http_client
 from tests.helpers import T0, raw_payload
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import close_daemon, make_daemon, settings_for, wait_until
@@ -217,7 +218,7 @@ def test_a_token_echoed_by_set_leverage_is_masked_in_the_decision(tread: FakeTre
     async def call(**extra: Any) -> Decision:
         client = TreadClient(make_http_client(tread.url, TOKEN))
         try:
-            return await actions.execute(decision, client, **extra)
+            return await leverage_call.execute(decision, client, **extra)
         finally:
             await client.aclose()
 

@@ -8,7 +8,7 @@ import pytest
 import structlog
 
 from benchmarks.soak import soak
-from riskwatch import logs
+from riskwatch.config import logs
 
 
 @pytest.mark.timeout(300)

@@ -11,10 +11,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from riskwatch.actions import Decision
-from riskwatch.alerts import Alert, AlertKey, State
+from riskwatch.core.leverage import Decision
+from riskwatch.core.lifecycle import Alert, AlertKey, State
+from riskwatch.core.silences import Silence
 from riskwatch.errors import StoreError
-from riskwatch.silences import Silence
 from riskwatch.store import NewMessage, Store, open_store
 from riskwatch.store.base import schema_steps
 from riskwatch.store.postgres import PostgresStore

@@ -13,8 +13,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from riskwatch.daemon import Daemon
-from riskwatch.loopback import Reply
+from riskwatch.demo.loopback import Reply
+from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio, close_daemon, make_daemon, settings_for
 
@@ -148,6 +148,6 @@ def test_healthz_fails_when_the_loop_stalls(
 
 def test_endpoints_listen_on_loopback_by_default() -> None:
     """The default RISKWATCH_HTTP is 127.0.0.1, not every interface."""
-    from riskwatch.settings import load_settings
+    from riskwatch.config.settings import load_settings
 
     assert load_settings().http.startswith("127.0.0.1:")

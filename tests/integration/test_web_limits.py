@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from riskwatch.telemetry import Telemetry
-from riskwatch.web import Health, Limits, WebServer
+from riskwatch.service.http import Health, Limits, WebServer
+from riskwatch.service.telemetry import Telemetry
 from tests.integration.test_web import get
 
 HALF_SENT = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/pl"
@@ -205,8 +205,8 @@ def test_limits_must_be_positive(limits: Limits) -> None:
 
 SERVE_WITH_FEW_FILES = """
 import resource, sys, time
-from riskwatch.telemetry import Telemetry
-from riskwatch.web import Health, Limits, WebServer
+from riskwatch.service.telemetry import Telemetry
+from riskwatch.service.http import Health, Limits, WebServer
 web = WebServer("127.0.0.1:0", Health(lambda: (True, ""), lambda: []), Telemetry(),
                 limits=Limits(timeout=30.0, connections=1000))
 import os

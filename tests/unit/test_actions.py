@@ -14,16 +14,19 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from riskwatch.acting import Actor
-from riskwatch.actions import (
+from riskwatch.config.settings import Settings, load_settings
+from riskwatch.core.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.core.leverage import (
     COUNTED,
     Decision,
-    execute,
     leverage_after_call,
     plan,
     still_high,
 )
-from riskwatch.alerts import Alert, AlertKey, State
+from riskwatch.core.lifecycle import Alert, AlertKey, State
+from riskwatch.core.rules import Action, Rule
+from riskwatch.core.silences import Silence
+from riskwatch.core.snapshot import Snapshot
 from riskwatch.errors import (
     StoreError,
     TreadBadResponse,
@@ -32,13 +35,10 @@ from riskwatch.errors import (
     TreadServerError,
     TreadUnreachable,
 )
-from riskwatch.evaluate import CompiledRule, compile_rules, decide
-from riskwatch.rules import Action, Rule
-from riskwatch.settings import Settings, load_settings
-from riskwatch.silences import Silence
-from riskwatch.snapshot import Snapshot
+from riskwatch.service.leverage_actor import Actor
+from riskwatch.service.leverage_call import execute
+from riskwatch.service.telemetry import Telemetry
 from riskwatch.store import SqliteStore, Store
-from riskwatch.telemetry import Telemetry
 from tests.helpers import T0, account, at, position
 
 ACTION = Action(set_leverage=Decimal(5), at="critical")

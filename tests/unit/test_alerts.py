@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from riskwatch.alerts import (
+from riskwatch.core.lifecycle import (
     Alert,
     AlertKey,
     NoticeKind,
@@ -18,7 +18,7 @@ from riskwatch.alerts import (
     resolve_removed,
     step,
 )
-from riskwatch.rules import Severity
+from riskwatch.core.rules import Severity
 from tests.helpers import at
 
 KEY = AlertKey("margin", "desk-1", "ETH:PERP-USDT")
@@ -202,8 +202,8 @@ def test_steady_holds_exactly_when_step_would_change_nothing() -> None:
 def test_an_account_error_says_each_problem_once() -> None:
     """The same problem met several times in one poll (one per alert of the account) is
     said once in the account-error's detail."""
-    from riskwatch.builtin import with_problems
-    from riskwatch.snapshot import AccountProblem
+    from riskwatch.core.builtin_alerts import with_problems
+    from riskwatch.core.snapshot import AccountProblem
 
     found = with_problems([], [AccountProblem("desk-1", "its numbers could not be computed")] * 3)
     [(_, observation)] = found

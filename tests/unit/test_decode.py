@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-import riskwatch.decode as decode
+import riskwatch.source.decode as decode
 from benchmarks.generate import cached_payload, live_payload
-from riskwatch.decode import parse_json, read_snapshot
+from riskwatch.core.snapshot import Snapshot, Source
 from riskwatch.errors import TreadBadResponse
-from riskwatch.snapshot import Snapshot, Source, from_cached, from_live
+from riskwatch.source.adapters import from_cached, from_live
+from riskwatch.source.decode import parse_json, read_snapshot
 from tests.helpers import T0, raw_payload
 
 

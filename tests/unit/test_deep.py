@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riskwatch.deep import TooDeep, read_top_level, split_deep
+from riskwatch.source.deep import TooDeep, read_top_level, split_deep
 
 DEEP = "[" * 5000 + "]" * 5000
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from riskwatch.loopback import LoopbackServer, Reply, Request
+from riskwatch.demo.loopback import LoopbackServer, Reply, Request
 
 REPO = Path(__file__).parent.parent.parent
 DEPLOY = REPO / "deploy"

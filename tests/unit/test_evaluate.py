@@ -6,11 +6,12 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from riskwatch import builtin
-from riskwatch.alerts import AlertKey, NoticeKind, State
-from riskwatch.evaluate import breaches, compile_rules, decide
-from riskwatch.rules import load_rules
-from riskwatch.snapshot import Snapshot, from_cached, from_live
+from riskwatch.core import builtin_alerts
+from riskwatch.core.evaluate import breaches, compile_rules, decide
+from riskwatch.core.lifecycle import AlertKey, NoticeKind, State
+from riskwatch.core.snapshot import Snapshot
+from riskwatch.rulefiles.loader import load_rules
+from riskwatch.source.adapters import from_cached, from_live
 from tests.helpers import FIXTURES, T0, account, at, payload, position, token
 
 CHECK_RULES = compile_rules(load_rules([FIXTURES / "rules" / "good" / "check.yaml"]))
@@ -142,21 +143,22 @@ def test_same_symbol_in_two_market_types_are_two_alerts(tmp_path: Path) -> None:
 def test_builtin_source_down_fires_after_stale_and_resolves_with_data() -> None:
     """source-down: critical once the last good data is older than stale_after."""
     stale = timedelta(seconds=45)
-    down = builtin.PollOutcome(None, "GET x: HTTP 500", last_good_data=at(0))
-    early = decide([], None, {}, at(30), builtin.observe(down, at(30), stale))
+    down = builtin_alerts.PollOutcome(None, "GET x: HTTP 500", last_good_data=at(0))
+    early = decide([], None, {}, at(30), builtin_alerts.observe(down, at(30), stale))
     assert early.notices == []
-    late = decide([], None, {}, at(50), builtin.observe(down, at(50), stale))
+    late = decide([], None, {}, at(50), builtin_alerts.observe(down, at(50), stale))
     [notice] = late.notices
     assert notice.alert.key.rule == "source-down" and notice.alert.severity == "critical"
-    back = builtin.PollOutcome(_snap(), last_good_data=at(60))
-    again = decide([], _snap(), late.changed, at(60), builtin.observe(back, at(60), stale))
+    back = builtin_alerts.PollOutcome(_snap(), last_good_data=at(60))
+    again = decide([], _snap(), late.changed, at(60), builtin_alerts.observe(back, at(60), stale))
     assert [n.kind for n in again.notices] == [NoticeKind.RESOLVED]
 
 
 def test_builtin_auth_failed_is_critical_at_once() -> None:
     """A 401 fires auth-failed on the first poll."""
-    outcome = builtin.PollOutcome(None, "HTTP 401", auth_failed=True, last_good_data=at(0))
-    result = decide([], None, {}, at(0), builtin.observe(outcome, at(0), timedelta(minutes=1)))
+    outcome = builtin_alerts.PollOutcome(None, "HTTP 401", auth_failed=True, last_good_data=at(0))
+    observed = builtin_alerts.observe(outcome, at(0), timedelta(minutes=1))
+    result = decide([], None, {}, at(0), observed)
     [notice] = result.notices
     assert (notice.alert.key.rule, notice.alert.severity) == ("auth-failed", "critical")
 
@@ -166,13 +168,13 @@ def test_builtin_account_error_fires_per_account_and_resolves() -> None:
     data = payload("reference_cached.json")
     data["balances"][1]["assets"][0]["amount"] = "??"
     snap = from_cached(data, T0)
-    outcome = builtin.PollOutcome(snap, last_good_data=T0)
-    first = decide([], snap, {}, T0, builtin.observe(outcome, T0, timedelta(hours=1)))
+    outcome = builtin_alerts.PollOutcome(snap, last_good_data=T0)
+    first = decide([], snap, {}, T0, builtin_alerts.observe(outcome, T0, timedelta(hours=1)))
     [notice] = first.notices
     assert notice.alert.key == AlertKey("account-error", "acc456")
     assert "amount is not a number" in notice.alert.detail
     clean = from_cached(payload("reference_cached.json"), T0)
-    outcome = builtin.PollOutcome(clean, last_good_data=T0)
+    outcome = builtin_alerts.PollOutcome(clean, last_good_data=T0)
     second = decide([], clean, first.changed, at(1),
-                    builtin.observe(outcome, at(1), timedelta(hours=1)))
+                    builtin_alerts.observe(outcome, at(1), timedelta(hours=1)))
     assert [n.kind for n in second.notices] == [NoticeKind.RESOLVED]

@@ -7,12 +7,12 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from riskwatch import alerts as lifecycle
-from riskwatch.alerts import Alert, AlertKey, Observation
-from riskwatch.evaluate import CompiledRule, compile_rules, decide, labelled_rows
-from riskwatch.metrics import AccountFigures
-from riskwatch.rules import Rule
-from riskwatch.snapshot import Account, Asset, Snapshot
+from riskwatch.core import lifecycle as lifecycle
+from riskwatch.core.evaluate import CompiledRule, compile_rules, decide, labelled_rows
+from riskwatch.core.lifecycle import Alert, AlertKey, Observation
+from riskwatch.core.measures import AccountFigures
+from riskwatch.core.rules import Rule
+from riskwatch.core.snapshot import Account, Asset, Snapshot
 from tests.helpers import T0, at
 
 numbers = st.one_of(st.none(), st.decimals(min_value=-10, max_value=200, places=2))

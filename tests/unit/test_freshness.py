@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from riskwatch.freshness import Timeline
-from riskwatch.snapshot import Snapshot
+from riskwatch.core.snapshot import Snapshot
+from riskwatch.source.freshness import Timeline
 from tests.helpers import T0, account, at
 
 

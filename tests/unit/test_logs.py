@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from riskwatch import logs
+from riskwatch.config import logs
 
 HOSTILE = "evil\x1b[2J\x1b]0;title\x07\nfake 2026-01-01 [error    ] forged\u202eeman\x9b1m"
 

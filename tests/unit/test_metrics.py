@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from riskwatch.metrics import (
+from riskwatch.core.measures import (
     ACCOUNT_METRICS,
     ALL_METRICS,
     INFINITY,
@@ -15,7 +15,7 @@ from riskwatch.metrics import (
     ratio,
     scopes_of,
 )
-from riskwatch.snapshot import from_cached, from_live
+from riskwatch.source.adapters import from_cached, from_live
 from tests.helpers import T0, account, at, payload, position, token
 
 D = Decimal

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from riskwatch import yamlpos
 from riskwatch.errors import RuleProblem, RulesError
-from riskwatch.rules import json_schema, load_rules, read_yaml, shipped_rules_dir
-from riskwatch.ruletest import load_test_file
+from riskwatch.rulefiles import yamlpos
+from riskwatch.rulefiles.loader import load_rules, read_yaml, shipped_rules_dir
+from riskwatch.rulefiles.ruletest import load_test_file
+from riskwatch.rulefiles.schema import json_schema
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "rules"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))

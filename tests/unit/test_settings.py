@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.durations import format_duration, parse_duration
+from riskwatch.config.settings import load_settings
+from riskwatch.core.durations import format_duration, parse_duration
 from riskwatch.errors import SettingsError
-from riskwatch.settings import load_settings
 
 
 @pytest.mark.parametrize(("text", "seconds"), [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from riskwatch.logs import Redactor
-from riskwatch.settings import load_settings, url_credentials
+from riskwatch.config.logs import Redactor
+from riskwatch.config.settings import load_settings, url_credentials
 
 
 def test_the_password_of_the_api_url_is_a_secret() -> None:

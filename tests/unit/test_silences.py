@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
-from riskwatch.silences import Silence, apply, silenced
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.silences import Silence, apply, silenced
 from tests.helpers import at
 
 KEY = AlertKey("eth-margin", "desk-1", "ETH:PERP-USDT")

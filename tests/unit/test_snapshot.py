@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from riskwatch.core.snapshot import only_accounts
 from riskwatch.errors import TreadBadResponse
-from riskwatch.snapshot import from_cached, from_live, only_accounts, to_decimal
+from riskwatch.source.adapters import from_cached, from_live, to_decimal
 from tests.helpers import T0, payload
 
 

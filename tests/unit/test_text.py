@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from riskwatch.alerts import Alert, AlertKey, Notice, NoticeKind, State
-from riskwatch.notify.text import (
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.notify.render import (
     MAX_TEXT,
     NAME_LIMIT,
     format_value,

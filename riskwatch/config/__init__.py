@@ -1,0 +1,1 @@
+"""Settings from the environment (secrets as SecretStr), and the logging set-up that masks them."""

@@ -1,0 +1,1 @@
+"""``riskwatch demo``: a simulated Tread.fi served on loopback."""
