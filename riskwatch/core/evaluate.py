@@ -435,6 +435,11 @@ class Decisions:
     notices: list[Notice] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
 
+    def copy(self) -> Decisions:
+        """A copy whose collections can change without changing these decisions."""
+        return Decisions(dict(self.changed), set(self.dropped), list(self.notices),
+                         list(self.skipped))
+
 
 def decide(
     rules: Sequence[CompiledRule],
@@ -455,12 +460,15 @@ def decide(
     return decisions
 
 
-def step_into(decisions: Decisions, policy: Policy, observation: Observation,
-              alerts: Mapping[AlertKey, Alert], now: datetime) -> None:
-    """Step one more alert (observed after the rules, like the action limit) into ``decisions``."""
+def stepped(decisions: Decisions, policy: Policy, observation: Observation,
+            alerts: Mapping[AlertKey, Alert], now: datetime) -> Decisions:
+    """``decisions`` with one more alert stepped (one observed after the rules, like the
+    action limit); a new value, ``decisions`` is left as it was."""
     key = observation.key
     previous = decisions.changed.get(key) or alerts.get(key)
-    _apply(decisions, key, previous, lifecycle.step(policy, previous, observation, now))
+    result = decisions.copy()
+    _apply(result, key, previous, lifecycle.step(policy, previous, observation, now))
+    return result
 
 
 def _resolve_removed_rules_and_expire(

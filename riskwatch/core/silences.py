@@ -46,31 +46,33 @@ def silenced(key: AlertKey, silences: Iterable[Silence], now: datetime) -> bool:
 
 
 def apply(
-    notices: Sequence[Notice], alerts: Mapping[AlertKey, Alert], changed: dict[AlertKey, Alert],
-    silences: Sequence[Silence], now: datetime,
-) -> list[Notice]:
-    """The notices to send: muted ones held back (and their alerts marked ``muted``), plus a
-    reminder for each firing alert whose silence has ended since it was muted.
+    notices: Sequence[Notice], alerts: Mapping[AlertKey, Alert],
+    changed: Mapping[AlertKey, Alert], silences: Sequence[Silence], now: datetime,
+) -> tuple[dict[AlertKey, Alert], list[Notice]]:
+    """The poll's alert changes with the ``muted`` marks, and the notices to send.
 
-    ``changed`` (the poll's alert changes) is updated with the ``muted`` marks.
+    Muted notices are held back (their alerts marked ``muted``); a firing alert whose
+    silence has ended since it was muted gets a reminder. Returns new values: ``notices``
+    and ``changed`` are left as they were.
     """
+    marked = dict(changed)
     send: list[Notice] = []
     noticed: set[AlertKey] = set()
     for notice in notices:
         key = notice.alert.key
         noticed.add(key)
-        current = changed.get(key, notice.alert)
+        current = marked.get(key, notice.alert)
         if silenced(key, silences, now):
-            changed[key] = replace(current, muted=True)
+            marked[key] = replace(current, muted=True)
         else:
             if current.muted:
-                changed[key] = replace(current, muted=False)
+                marked[key] = replace(current, muted=False)
             send.append(notice)
     for key, alert in {**alerts, **changed}.items():
         if not alert.muted or key in noticed or silenced(key, silences, now):
             continue
         unmuted = replace(alert, muted=False, last_notified_at=now)
-        changed[key] = unmuted
+        marked[key] = unmuted
         if alert.state is State.FIRING:
             send.append(Notice(NoticeKind.REMINDER, unmuted))
-    return send
+    return marked, send

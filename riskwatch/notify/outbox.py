@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
 
-from riskwatch.core.lifecycle import RANK, Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.lifecycle import RANK, AlertKey, Notice, NoticeKind, State
 from riskwatch.errors import NotLeading
 from riskwatch.notify import render
+from riskwatch.notify.plan import Router, fill
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.store import NewMessage, OutboxRow, Store
@@ -34,98 +34,6 @@ MIN_POST_INTERVAL = timedelta(seconds=1)
 FOLD_BACKLOG_AT = 20
 FOLD_AFTER = timedelta(seconds=10)  # a burst of one big poll goes out as it is, at first
 MAX_BACKOFF = timedelta(seconds=30)
-THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED,
-                            NoticeKind.ACTION_CHECK})
-
-
-@dataclass
-class Router:
-    """Which destinations a notice goes to, and the sink behind each destination."""
-
-    sinks: dict[str, Sink]
-    default: list[str]
-    slack_web: Callable[[str], Sink] | None = None  # makes a sink for a rule's own channel
-    web_default_channel: str | None = None
-
-    def destinations(self, notice: Notice) -> list[str]:
-        """The destinations of ``notice``: a rule's ``channel`` overrides the Web API default."""
-        if self.slack_web is None or not notice.channel:
-            return list(self.default)
-        web = f"slack:{notice.channel}"
-        return [web if d == f"slack:{self.web_default_channel}" else d for d in self.default]
-
-    def sink(self, destination: str) -> Sink:
-        """The sink for a destination, made on first use for a rule's own Slack channel."""
-        if destination not in self.sinks:
-            if self.slack_web is None or not destination.startswith("slack:"):
-                raise KeyError(destination)
-            self.sinks[destination] = self.slack_web(destination.removeprefix("slack:"))
-        return self.sinks[destination]
-
-
-def plan_messages(
-    notices: Sequence[Notice], changed: dict[AlertKey, Alert], router: Router,
-) -> list[NewMessage]:
-    """Group notices into messages, one per destination and thread.
-
-    In threaded destinations a firing starts a new message whose id the alert keeps
-    (``changed`` is updated), and later changes of that alert reply in its thread,
-    followed by an in-place update of the firing message.
-    """
-    groups: dict[tuple[str, str | None], list[Notice]] = {}
-    for notice in notices:
-        for destination in router.destinations(notice):
-            threaded = router.sink(destination).threads
-            parent = notice.alert.thread if threaded and notice.kind in THREADED_KINDS else None
-            groups.setdefault((destination, parent), []).append(notice)
-    messages: list[NewMessage] = []
-    for (destination, parent), grouped in groups.items():
-        for chunk, compact in _chunks(grouped):
-            message = NewMessage(uuid.uuid4().hex, destination,
-                                 {"notices": [notice_to_dict(n) for n in chunk], "thread": parent,
-                                  "compact": compact})
-            messages.append(message)
-            if router.sink(destination).threads:
-                _remember_threads(chunk, message.id, changed)
-        if parent is not None:
-            messages.append(NewMessage(uuid.uuid4().hex, destination, {"update": parent}))
-    return messages
-
-
-def _remember_threads(chunk: Iterable[Notice], message_id: str,
-                      changed: dict[AlertKey, Alert]) -> None:
-    for notice in chunk:
-        if notice.kind is NoticeKind.FIRING and notice.alert.key in changed:
-            changed[notice.alert.key] = replace(changed[notice.alert.key], thread=message_id)
-
-
-def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
-    """Detailed messages for the first alerts of a poll, one-line summaries past that.
-
-    A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
-    and every alert still appears. A message also ends before its text would pass
-    :data:`render.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
-    """
-    detailed, rest = items[:render.MAX_DETAILED_PER_POLL], items[render.MAX_DETAILED_PER_POLL:]
-    for chunk in _fill(detailed, render.MAX_ALERTS_PER_MESSAGE, compact=False):
-        yield chunk, False
-    for chunk in _fill(rest, render.MAX_LINES_PER_MESSAGE, compact=True):
-        yield chunk, True
-
-
-def _fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Sequence[Notice]]:
-    """Consecutive runs of ``items``, each at most ``most`` long and within the budget."""
-    chunk: list[Notice] = []
-    used = 0
-    for notice in items:
-        size = render.rendered_size(notice, compact=compact)
-        if chunk and (len(chunk) == most or used + size > render.MESSAGE_BUDGET):
-            yield chunk
-            chunk, used = [], 0
-        chunk.append(notice)
-        used += size
-    if chunk:
-        yield chunk
 
 
 def _urgency(notice: Notice) -> tuple[int, int]:
@@ -240,7 +148,7 @@ class Deliverer:
                 NewMessage(uuid.uuid4().hex, destination,
                            {"notices": [notice_to_dict(n) for n in chunk], "thread": None,
                             "compact": True, "folded": len(rows)})
-                for chunk in _fill(notices, render.MAX_LINES_PER_MESSAGE, compact=True)
+                for chunk in fill(notices, render.MAX_LINES_PER_MESSAGE, compact=True)
             ]
             self.store.fold(rows, messages, now)
             self.telemetry.folded.inc(len(rows))

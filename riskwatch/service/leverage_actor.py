@@ -1,4 +1,7 @@
-"""The shell around leverage actions: plan (pure), call the API, audit, and show the outcome.
+"""The shell around leverage actions: plan, call the API, audit, and report each outcome.
+
+The actor returns values (:class:`ActionPlan`, :class:`ActionReport`); how an outcome is
+told to the desk is decided by the core (:func:`riskwatch.core.finish.finish`).
 
 A call cannot run away. Before it is made, its audit row (``calling``) and the alert it
 decides are stored in one transaction; if that write fails, nothing is called. Whatever
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -20,8 +23,9 @@ import structlog
 from riskwatch.config.logs import Redactor
 from riskwatch.config.settings import Settings
 from riskwatch.core import builtin_alerts, leverage
-from riskwatch.core.evaluate import CompiledRule, Decisions, step_into
-from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.evaluate import CompiledRule, Decisions
+from riskwatch.core.finish import AlertUpdate, Tell
+from riskwatch.core.lifecycle import Alert, AlertKey, Observation, Policy, State
 from riskwatch.core.rules import Action
 from riskwatch.core.silences import Silence
 from riskwatch.core.snapshot import Snapshot
@@ -32,6 +36,31 @@ from riskwatch.source.client import TreadClient
 from riskwatch.store import Store
 
 log = structlog.get_logger("riskwatch.actions")
+
+
+@dataclass(frozen=True)
+class ActionPlan:
+    """What a poll will do about leverage: the calls and skips decided, what was learned
+    on the way (checks of earlier calls, decisions found in the store), and the alerts as
+    they stand with that learned."""
+
+    decisions: list[leverage.Decision]
+    updates: list[AlertUpdate]
+    current: dict[AlertKey, Alert]
+    used: int  # actions counted toward the hourly cap before this poll's
+    data_times: dict[str, datetime]  # when each account's data was taken
+
+
+@dataclass(frozen=True)
+class ActionReport:
+    """What acting did: alert updates to fold into the poll, and the action limit's
+    observation (None when actions are off)."""
+
+    updates: list[AlertUpdate]
+    limit: tuple[Policy, Observation] | None = None
+
+
+NOTHING_TO_DO = ActionReport([])
 
 
 class Actor:
@@ -48,47 +77,73 @@ class Actor:
         self._account_ids: dict[str, str] = {}
 
     async def act(self, rules: Sequence[CompiledRule], decisions: Decisions,
-                  alerts: dict[AlertKey, Alert], snapshot: Snapshot | None,
-                  muting: list[Silence], now: datetime) -> None:
-        """Decide and carry out due actions; note each outcome on its alert and notice."""
+                  alerts: Mapping[AlertKey, Alert], snapshot: Snapshot | None,
+                  muting: Sequence[Silence], now: datetime) -> ActionReport:
+        """Plan the poll's leverage actions, then carry them out."""
+        planned = self.plan(rules, decisions, alerts, snapshot, muting, now)
+        if planned is None:
+            return NOTHING_TO_DO
+        return await self.execute(planned, alerts)
+
+    def plan(self, rules: Sequence[CompiledRule], decisions: Decisions,
+             alerts: Mapping[AlertKey, Alert], snapshot: Snapshot | None,
+             muting: Sequence[Silence], now: datetime) -> ActionPlan | None:
+        """Decide what to do (None when no rule acts): check earlier calls against the
+        data, take up decisions the store holds, and plan within the hourly cap."""
         by_rule = {c.rule.name: c.rule.action for c in rules if c.rule.action is not None}
         if not by_rule:
-            return
+            return None
         current = {**alerts, **decisions.changed}
         for key in decisions.dropped:
             current.pop(key, None)
-        _check_calls(decisions, current, by_rule, snapshot, now)
-        self._recall(decisions, current, by_rule)
-        limit = self.settings.max_actions_per_hour
+        updates = _check_calls(current, by_rule, snapshot, now)
+        _put(current, updates)
+        recalled = self._recall(current, by_rule)
+        _put(current, recalled)
+        updates += recalled
         used = sum(1 for d in self.store.actions(since=now - timedelta(hours=1))
                    if d.outcome in leverage.COUNTED)
         planned = leverage.plan(current.values(), by_rule, snapshot, self.settings.actions,
-                               muting, used, limit, now)
-        prepared = [await self._prepare(decision) for decision in planned]
+                                muting, used, self.settings.max_actions_per_hour, now)
+        times = {d.account: _data_time(snapshot, d.account, now) for d in planned}
+        return ActionPlan(planned, updates, current, used, times)
+
+    async def execute(self, planned: ActionPlan,
+                      alerts: Mapping[AlertKey, Alert]) -> ActionReport:
+        """Make the planned calls, each in the audit log before it is made; report each
+        outcome as an update of its alert, and the action limit as it now stands."""
+        prepared = [await self._prepare(decision) for decision in planned.decisions]
+        current = dict(planned.current)
         # every decision is in the audit log before any call; if this fails, none is made
         self.store.record_actions(prepared, {
             key: _decided_before(alerts.get(key), current[key], d.summary())
             for d in prepared if d.outcome == "calling" for key in [_key(d)]})
         done = [await self._call(d) if d.outcome == "calling" else d for d in prepared]
         self._record_outcomes([d for d in done if d.audit_id is not None])
+        updates = list(planned.updates)
         for decision in done:
             self._log(decision)
             self.telemetry.actions.labels(decision.mode, decision.outcome).inc()
-            _note(decisions, current, decision, _data_time(snapshot, decision.account, now))
-        if self.settings.actions != "off":
-            used += sum(1 for d in done if d.outcome in leverage.COUNTED)
-            policy, observation = builtin_alerts.action_limit(used, limit)
-            step_into(decisions, policy, observation, alerts, now)
+            alert = _decided(current[_key(decision)], decision,
+                             planned.data_times[decision.account])
+            current[alert.key] = alert
+            updates.append(AlertUpdate(alert, Tell.AS_REMINDER))
+        if self.settings.actions == "off":
+            return ActionReport(updates)
+        used = planned.used + sum(1 for d in done if d.outcome in leverage.COUNTED)
+        return ActionReport(updates, builtin_alerts.action_limit(
+            used, self.settings.max_actions_per_hour))
 
-    def _recall(self, decisions: Decisions, current: dict[AlertKey, Alert],
-                by_rule: Mapping[str, Action]) -> None:
-        """Take up decisions the store holds for alerts this process sees as undecided.
+    def _recall(self, current: Mapping[AlertKey, Alert],
+                by_rule: Mapping[str, Action]) -> list[AlertUpdate]:
+        """Decisions the store holds for alerts this process sees as undecided.
 
         The store has them when a poll stopped after its call (before it saved the alert),
         or when another replica decided: an active alert stored with a decision is decided
         for this firing, since a firing only ends by a resolution, which would be stored.
         """
-        for key, alert in list(current.items()):
+        updates = []
+        for key, alert in current.items():
             action = by_rule.get(key.rule)
             if action is None or not leverage.due(alert, action):
                 continue
@@ -97,9 +152,9 @@ class Actor:
                 log.warning("leverage action already decided for this firing",
                             rule=key.rule, account=key.account, pair=key.symbol,
                             summary=stored.action)
-                _show(decisions, current, replace(alert, action=stored.action,
-                                                  verify_after=stored.verify_after),
-                      remind=False)
+                updates.append(AlertUpdate(replace(alert, action=stored.action,
+                                                   verify_after=stored.verify_after)))
+        return updates
 
     async def _prepare(self, decision: leverage.Decision) -> leverage.Decision:
         """A call with its account id and audit id (as ``calling``), or failed without one."""
@@ -170,16 +225,16 @@ def _data_time(snapshot: Snapshot | None, name: str, now: datetime) -> datetime:
     return (account.taken_at if account else None) or now
 
 
-def _check_calls(decisions: Decisions, current: dict[AlertKey, Alert],
-                 by_rule: Mapping[str, Action], snapshot: Snapshot | None,
-                 now: datetime) -> None:
+def _check_calls(current: Mapping[AlertKey, Alert], by_rule: Mapping[str, Action],
+                 snapshot: Snapshot | None, now: datetime) -> list[AlertUpdate]:
     """After set_leverage answered OK, check the position in the next newer data, once."""
-    for key, alert in list(current.items()):
+    updates = []
+    for key, alert in current.items():
         if alert.verify_after is None:
             continue
         action = by_rule.get(key.rule)
         if action is None or alert.state is not State.FIRING:  # resolved: nothing to say
-            _show(decisions, current, replace(alert, verify_after=None), remind=False)
+            updates.append(AlertUpdate(replace(alert, verify_after=None)))
             continue
         seen = leverage.leverage_after_call(alert, snapshot, now)
         if seen is None:
@@ -187,33 +242,24 @@ def _check_calls(decisions: Decisions, current: dict[AlertKey, Alert],
         if seen <= action.set_leverage:
             log.info("leverage action confirmed by the data", rule=key.rule,
                      account=key.account, pair=key.symbol, leverage=str(seen))
-            _show(decisions, current, replace(alert, verify_after=None), remind=False)
+            updates.append(AlertUpdate(replace(alert, verify_after=None)))
             continue
         log.warning("set_leverage answered OK but the leverage has not changed",
                     rule=key.rule, account=key.account, pair=key.symbol,
                     leverage=str(seen), target=str(action.set_leverage))
-        _show(decisions, current, replace(alert, verify_after=None,
-                                          action=leverage.still_high(alert.action, seen)),
-              kind=NoticeKind.ACTION_CHECK)  # in the alert's thread, where threads exist
+        # told in the alert's thread, where threads exist
+        updates.append(AlertUpdate(replace(alert, verify_after=None,
+                                           action=leverage.still_high(alert.action, seen)),
+                                   Tell.AS_CHECK))
+    return updates
 
 
-def _note(decisions: Decisions, current: dict[AlertKey, Alert],
-          decision: leverage.Decision, data_time: datetime) -> None:
-    """Mark the alert as decided for this firing, and show the outcome in its message."""
-    alert = replace(current[_key(decision)], action=decision.summary(),
-                    verify_after=data_time if decision.outcome == "acted" else None)
-    _show(decisions, current, alert)
+def _decided(alert: Alert, decision: leverage.Decision, data_time: datetime) -> Alert:
+    """The alert decided for this firing, its message showing the outcome."""
+    return replace(alert, action=decision.summary(),
+                   verify_after=data_time if decision.outcome == "acted" else None)
 
 
-def _show(decisions: Decisions, current: dict[AlertKey, Alert], alert: Alert,
-          remind: bool = True, kind: NoticeKind = NoticeKind.REMINDER) -> None:
-    """Store ``alert`` and put it in this poll's notice of it (a ``kind`` notice if there is
-    none and ``remind``)."""
-    key = alert.key
-    current[key] = decisions.changed[key] = alert
-    for index, notice in enumerate(decisions.notices):
-        if notice.alert.key == key:
-            decisions.notices[index] = replace(notice, alert=alert)
-            return
-    if remind:
-        decisions.notices.append(Notice(kind, alert))
+def _put(current: dict[AlertKey, Alert], updates: Sequence[AlertUpdate]) -> None:
+    """Put the updates' alerts into the actor's own working view of the alerts."""
+    current.update((update.alert.key, update.alert) for update in updates)

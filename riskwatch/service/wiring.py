@@ -10,7 +10,7 @@ import httpx
 from riskwatch.config.settings import Settings
 from riskwatch.core.evaluate import CompiledRule, compile_rules
 from riskwatch.errors import SettingsError
-from riskwatch.notify.outbox import Router
+from riskwatch.notify.plan import Router
 from riskwatch.notify.sinks import Sink, SlackWebhookSink, SlackWebSink, TerminalSink
 from riskwatch.rulefiles.loader import load_rules
 from riskwatch.source.client import TreadClient, make_http_client

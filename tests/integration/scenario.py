@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from riskwatch.config.settings import Settings, load_settings
-from riskwatch.service.daemon import Daemon
+from riskwatch.service.daemon import Daemon, utcnow
 from riskwatch.service.wiring import build_router, load_compiled_rules, open_client, open_state
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 
@@ -75,11 +75,11 @@ def run_env(tread: FakeTread, slack: FakeSlack, rules: Path, *, interval: str = 
 RUN = [sys.executable, "-m", "riskwatch", "run"]
 
 
-def make_daemon(settings: Settings) -> Daemon:
-    """A daemon built exactly as `riskwatch run` builds it."""
+def make_daemon(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Daemon:
+    """A daemon built exactly as `riskwatch run` builds it (on ``clock``, if given)."""
     rules = load_compiled_rules([settings.rules])
     return Daemon(settings, rules, open_state(settings), open_client(settings),
-                  build_router(settings))
+                  build_router(settings), clock=clock)
 
 
 async def close_daemon(daemon: Daemon) -> None:

@@ -21,7 +21,7 @@ from riskwatch.core.leverage import Decision
 from riskwatch.core.lifecycle import AlertKey
 from riskwatch.core.silences import Silence
 from riskwatch.demo.loopback import Reply, Request
-from riskwatch.service.daemon import Daemon
+from riskwatch.service.daemon import Daemon, utcnow
 from riskwatch.store import SqliteStore
 from tests.helpers import T0
 from tests.integration.fakes import FakeSlack, FakeTread
@@ -67,8 +67,19 @@ async def _run(daemon: Daemon, seconds: float) -> None:
     await close_daemon(daemon)
 
 
-def _daemon(tread: FakeTread, slack: FakeSlack, tmp_path: Path, **extra: Any) -> Daemon:
-    return make_daemon(settings_for(tread, slack, tmp_path, rules=LEVER_RULES, **extra))
+def _daemon(tread: FakeTread, slack: FakeSlack, tmp_path: Path,
+            clock: Callable[[], datetime] = utcnow, **extra: Any) -> Daemon:
+    return make_daemon(settings_for(tread, slack, tmp_path, rules=LEVER_RULES, **extra), clock)
+
+
+class _Steps:
+    """A clock that moves only when told: 10 ms a poll, one second a Slack post."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def test_dry_run_says_what_it_would_do_and_calls_nothing(
@@ -227,20 +238,20 @@ class _Witness(FakeTread):
 
 def _polls(daemon: Daemon, count: int,
            after_first: Callable[[], None] | None = None) -> None:
-    """Run ``count`` polls on a clock that moves 10 ms a poll, then deliver every message
+    """Run ``count`` polls on the daemon's :class:`_Steps` clock, then deliver every message
     (the clock then moves by Slack's one second between posts)."""
-    now = [datetime.now(UTC)]
-    daemon.clock = daemon.deliverer.clock = lambda: now[0]
+    clock = daemon.clock
+    assert isinstance(clock, _Steps)
 
     async def run() -> None:
         for index in range(count):
             await daemon.poll_once()
             if index == 0 and after_first is not None:
                 after_first()
-            now[0] += timedelta(seconds=0.01)
+            clock.now += timedelta(seconds=0.01)
         while daemon.store.outbox():
             await daemon.deliverer.deliver_due()
-            now[0] += timedelta(seconds=1)
+            clock.now += timedelta(seconds=1)
         await close_daemon(daemon)
 
     asyncio.run(run())
@@ -257,7 +268,7 @@ def test_an_unreadable_answer_is_one_call_one_audit_row_and_announced(
     try:
         tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
         tread.leverage_replies = [_nested(5000)] * polls
-        _polls(_daemon(tread, slack, tmp_path, actions="enforce"), polls)
+        _polls(_daemon(tread, slack, tmp_path, _Steps(), actions="enforce"), polls)
     finally:
         tread.close()
     assert len(tread.leverage_calls) == 1
@@ -277,7 +288,7 @@ def test_a_call_the_next_data_does_not_show_is_reported_once(
     """set_leverage answered OK, yet newer data still shows 25x: one notice says so, and
     nothing is called again in that firing."""
     tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
-    _polls(_daemon(tread, slack, tmp_path, actions="enforce"), 6)
+    _polls(_daemon(tread, slack, tmp_path, _Steps(), actions="enforce"), 6)
     assert len(tread.leverage_calls) == 1
     texts = [post.body["text"] for post in slack.posts()]
     assert len(texts) == 2 and "lowered SOL" in texts[0] and "still 25x" not in texts[0]
@@ -294,7 +305,7 @@ def test_with_the_web_api_the_unchanged_leverage_is_told_in_the_alerts_thread(
     """With a bot token, "answered OK but leverage is still 25x" is a reply in the thread
     of the FIRING message, and the FIRING message is updated in place to show it."""
     tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
-    _polls(_daemon(tread, slack, tmp_path, actions="enforce", bot=True), 6)
+    _polls(_daemon(tread, slack, tmp_path, _Steps(), actions="enforce", bot=True), 6)
     firing, check = slack.posts()
     assert "thread_ts" not in firing.body or not firing.body["thread_ts"]
     assert check.body.get("thread_ts") and "still 25x" in check.body["text"]
@@ -307,7 +318,7 @@ def test_a_call_the_next_data_confirms_adds_nothing(
 ) -> None:
     """When newer data shows the lower leverage, no "still" notice is sent."""
     tread.set_cached(_cached({"SOL:PERP-USDT": "25", "ETH:PERP-USDT": "25"}))
-    _polls(_daemon(tread, slack, tmp_path, actions="enforce"), 5, after_first=lambda: (
+    _polls(_daemon(tread, slack, tmp_path, _Steps(), actions="enforce"), 5, after_first=lambda: (
         tread.set_cached(_cached({"SOL:PERP-USDT": "5", "ETH:PERP-USDT": "25"}))))
     texts = "\n".join(post.body["text"] for post in slack.posts())
     assert len(tread.leverage_calls) == 2

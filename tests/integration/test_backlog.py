@@ -9,7 +9,8 @@ from pathlib import Path
 
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.demo.loopback import Reply
-from riskwatch.notify.outbox import FOLD_BACKLOG_AT, Deliverer, Router, plan_messages
+from riskwatch.notify.outbox import FOLD_BACKLOG_AT, Deliverer
+from riskwatch.notify.plan import Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink
 from riskwatch.store import SqliteStore
 from tests.integration.fakes import FakeSlack
@@ -41,8 +42,8 @@ def test_a_churning_backlog_is_folded_and_a_new_critical_arrives_within_seconds(
         kind = NoticeKind.FIRING
         if index % 2:
             alert, kind = replace(alert, state=State.RESOLVED), NoticeKind.RESOLVED
-        store.save_poll({alert.key: alert}, [], plan_messages([Notice(kind, alert)], {}, router),
-                        now[0])
+        planned = plan_messages([Notice(kind, alert)], router)
+        store.save_poll({alert.key: alert}, [], planned.messages, now[0])
 
     async def go() -> int:
         now[0] += timedelta(seconds=15)  # Slack was down this long
@@ -50,8 +51,8 @@ def test_a_churning_backlog_is_folded_and_a_new_critical_arrives_within_seconds(
         assert sum(store.backlogs().values()) <= 2
         assert store.outbox_summary().oldest_pending == T0  # the outage's age is kept
         critical = _alert("desk-new", "critical")
-        store.save_poll({critical.key: critical}, [],
-                        plan_messages([Notice(NoticeKind.FIRING, critical)], {}, router), now[0])
+        planned = plan_messages([Notice(NoticeKind.FIRING, critical)], router)
+        store.save_poll({critical.key: critical}, [], planned.messages, now[0])
         for second in range(30):
             await deliverer.deliver_due()
             if any("desk-new" in post.body["text"] for post in slack.posts()):

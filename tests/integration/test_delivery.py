@@ -8,7 +8,8 @@ from pathlib import Path
 
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.demo.loopback import Reply
-from riskwatch.notify.outbox import Deliverer, Router, plan_messages
+from riskwatch.notify.outbox import Deliverer
+from riskwatch.notify.plan import Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink, SlackWebSink
 from riskwatch.service.daemon import utcnow
 from riskwatch.store import SqliteStore
@@ -28,7 +29,7 @@ def _webhook_router(slack: FakeSlack) -> Router:
 
 def _enqueue(store: SqliteStore, router: Router, *accounts: str) -> None:
     for account in accounts:
-        store.save_poll({}, [], plan_messages([_notice(account)], {}, router), utcnow())
+        store.save_poll({}, [], plan_messages([_notice(account)], router).messages, utcnow())
 
 
 async def _deliver_for(deliverer: Deliverer, seconds: float) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from riskwatch.demo.loopback import Reply
-from riskwatch.notify.outbox import Router
+from riskwatch.notify.plan import Router
 from riskwatch.notify.sinks import SlackWebhookSink
 from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread

@@ -14,7 +14,7 @@ import pytest
 
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.notify import render
-from riskwatch.notify.outbox import Router, plan_messages
+from riskwatch.notify.plan import Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink, TerminalSink
 from riskwatch.service.daemon import Daemon
 from riskwatch.service.wiring import load_compiled_rules, open_client, open_state
@@ -137,7 +137,7 @@ def test_messages_split_rather_than_clip(count: int) -> None:
     messages, each within Slack's size, and every alert appears in full."""
     router = Router({"webhook": SlackWebhookSink("http://127.0.0.1:9/hook")}, ["webhook"])
     notices = [_huge(index) for index in range(count)]
-    messages = plan_messages(notices, {}, router)
+    messages = plan_messages(notices, router).messages
     bodies = [render.slack_message([notice_from_dict(n) for n in message.payload["notices"]],
                                  at(3600), compact=bool(message.payload["compact"]))
               for message in messages]

@@ -20,7 +20,8 @@ from prometheus_client import generate_latest
 
 from riskwatch.config.settings import Settings
 from riskwatch.demo.loopback import LoopbackServer, Reply, Request
-from riskwatch.service import daemon as daemon_module
+from riskwatch.service import poll as poll_module
+from riskwatch.service import rule_source as rule_source_module
 from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
@@ -146,7 +147,7 @@ def test_an_unexpected_error_anywhere_in_a_poll_is_a_counted_failure(
     on /readyz, feeds source-down, and the alerts come back once the bug is gone."""
     clock = Clock(tread)
     tread.set_cached(cached_with_ratio("0.9"))
-    real_decide = getattr(daemon_module, "decide")  # noqa: B009 - the name the daemon uses
+    real_decide = getattr(poll_module, "decide")  # noqa: B009 - the name the poll uses
     broken = {"on": True}
 
     def decide(rules: Any, snapshot: Any, *args: Any) -> Any:
@@ -154,7 +155,7 @@ def test_an_unexpected_error_anywhere_in_a_poll_is_a_counted_failure(
             raise ZeroDivisionError("a bug nobody foresaw")
         return real_decide(rules, snapshot, *args)
 
-    monkeypatch.setattr(daemon_module, "decide", decide)
+    monkeypatch.setattr(poll_module, "decide", decide)
     reasons: list[list[str]] = []
 
     async def script(daemon: Daemon) -> None:
@@ -385,7 +386,7 @@ def test_a_trickling_slack_costs_one_deadline_per_attempt_and_shows_as_stuck(
     reasons: list[str] = []
 
     async def script(daemon: Daemon) -> None:
-        daemon.delivery_stuck_after = timedelta(seconds=20)
+        daemon.health.delivery_stuck_after = timedelta(seconds=20)
         await daemon.tick_once()
         for _ in range(3):
             started = time.monotonic()
@@ -483,7 +484,7 @@ def test_any_failure_to_reload_rules_raises_rules_invalid_and_keeps_the_old_rule
 
     async def script(daemon: Daemon) -> None:
         await _tick(daemon, clock)
-        monkeypatch.setattr(daemon_module, "load_compiled_rules", broken)
+        monkeypatch.setattr(rule_source_module, "load_compiled_rules", broken)
         daemon.request_reload()
         tread.set_cached(cached_with_ratio("0.9"))
         await _tick(daemon, clock)

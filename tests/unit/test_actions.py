@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from riskwatch.config.settings import Settings, load_settings
 from riskwatch.core.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.core.finish import finish
 from riskwatch.core.leverage import (
     COUNTED,
     Decision,
@@ -312,8 +313,10 @@ class _Replica:
             if self.must_reload:  # taking the lead, or back after a store error
                 self.alerts = self.store.load_alerts()
                 self.must_reload = False
-            decisions = decide(rules, snapshot, self.alerts, now)
-            await self.actor.act(rules, decisions, self.alerts, snapshot, [], now)
+            decided = decide(rules, snapshot, self.alerts, now)
+            acted = await self.actor.act(rules, decided, self.alerts, snapshot, [], now)
+            later = [acted.limit] if acted.limit is not None else []
+            decisions = finish(decided, self.alerts, acted.updates, later, [], now)
             if crash:
                 return  # as if a later step raised: "poll crashed", nothing saved
             self.store.save_poll(decisions.changed, decisions.dropped, [], now)

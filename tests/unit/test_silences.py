@@ -38,20 +38,21 @@ def test_silenced_notice_is_held_back_and_the_alert_marked() -> None:
     """A muted notice is not sent; its alert still changes state and is marked muted."""
     alert = _firing()
     changed = {KEY: alert}
-    send = apply([Notice(NoticeKind.FIRING, alert)], {}, changed, [_silence()], at(5))
-    assert send == [] and changed[KEY].muted and changed[KEY].state is State.FIRING
+    marked, send = apply([Notice(NoticeKind.FIRING, alert)], {}, changed, [_silence()], at(5))
+    assert send == [] and marked[KEY].muted and marked[KEY].state is State.FIRING
+    assert not changed[KEY].muted  # a new value: what it was given stays as it was
 
 
 def test_firing_alert_is_announced_once_when_its_silence_ends() -> None:
     """After the silence, a still-firing muted alert sends one reminder, then nothing."""
     alerts = {KEY: replace(_firing(), muted=True)}
     changed: dict[AlertKey, Alert] = {}
-    during = apply([], alerts, changed, [_silence()], at(1800))
-    assert during == [] and changed == {}
-    after = apply([], alerts, changed, [_silence()], at(3600))
+    marked, during = apply([], alerts, changed, [_silence()], at(1800))
+    assert during == [] and marked == {}
+    marked, after = apply([], alerts, changed, [_silence()], at(3600))
     [notice] = after
-    assert notice.kind is NoticeKind.REMINDER and not changed[KEY].muted
-    again = apply([], {KEY: changed[KEY]}, {}, [_silence()], at(3700))
+    assert notice.kind is NoticeKind.REMINDER and not marked[KEY].muted
+    _, again = apply([], {KEY: marked[KEY]}, {}, [_silence()], at(3700))
     assert again == []
 
 
@@ -59,4 +60,4 @@ def test_unsilenced_alerts_pass_through() -> None:
     """Notices of alerts no silence matches are sent unchanged."""
     other = AlertKey("btc-lev", "desk-1", "BTC:PERP-USDT")
     notice = Notice(NoticeKind.FIRING, _firing(other))
-    assert apply([notice], {}, {other: notice.alert}, [_silence()], at(5)) == [notice]
+    assert apply([notice], {}, {other: notice.alert}, [_silence()], at(5))[1] == [notice]
