@@ -5,9 +5,8 @@ Only reads what the other parts last wrote, so it answers while a poll runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from riskwatch.config.settings import Settings
 from riskwatch.notify.outbox import Deliverer
@@ -29,21 +28,22 @@ class Watch:
     oldest_waiting: float = 0.0  # seconds the oldest message has waited for Slack
 
 
+@dataclass
 class ServiceHealth:
     """The answers of the health endpoints, from the parts of the running service."""
 
-    def __init__(self, settings: Settings, poll: Poll, rules: RuleSource,
-                 leadership: Leadership, deliverer: Deliverer, watch: Watch,
-                 clock: Clock, monotonic: Monotonic) -> None:
-        self.settings = settings
-        self.poll = poll
-        self.rules = rules
-        self.leadership = leadership
-        self.deliverer = deliverer
-        self.watch = watch
-        self.clock: Callable[[], datetime] = clock
-        self.monotonic = monotonic
-        self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, settings.stale_limit)
+    settings: Settings
+    poll: Poll
+    rules: RuleSource
+    leadership: Leadership
+    deliverer: Deliverer
+    watch: Watch
+    clock: Clock
+    monotonic: Monotonic
+    delivery_stuck_after: timedelta = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.delivery_stuck_after = max(DELIVERY_STUCK_AFTER, self.settings.stale_limit)
 
     def alive(self) -> tuple[bool, str]:
         """The loop ticked within the last three poll intervals."""
