@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     request_deadline: Annotated[timedelta | None, NoDecode] = None
     max_response_bytes: Annotated[int, NoDecode] = DEFAULT_MAX_RESPONSE_BYTES
     heartbeat_url: SecretStr | None = None
+    http_token: SecretStr | None = None  # guards every page but /healthz when set
+    public_url: str | None = None  # where people reach the status page; alerts link to it
 
     @field_validator("poll_interval", "stale_after", "request_deadline", mode="before")
     @classmethod
@@ -123,6 +125,23 @@ class Settings(BaseSettings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         check_http_url(value, base=True)
+        return value
+
+    @field_validator("public_url", mode="before")
+    @classmethod
+    def _public_url(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            check_http_url(value.strip(), base=True)
+            return value.strip().rstrip("/")
+        return value
+
+    @field_validator("http_token")
+    @classmethod
+    def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < 16:
+            raise ValueError("must be at least 16 characters")
         return value
 
     @field_validator("log_level", "log_format", "source", "actions", mode="before")
@@ -188,9 +207,10 @@ class Settings(BaseSettings):
         redactor masks the whole ``user:pw`` before the password in it.
         """
         values = [value.get_secret_value() for value in
-                  (self.tread_token, self.slack_bot_token, self.slack_webhook_url)
+                  (self.tread_token, self.slack_bot_token, self.slack_webhook_url,
+                   self.heartbeat_url, self.http_token)
                   if value is not None]
-        for url in (self.tread_url, self.slack_api_url):
+        for url in (self.tread_url, self.slack_api_url, self.state):
             values.extend(url_credentials(url))
         kept = {value for value in values if len(value) >= 4}
         return sorted(kept, key=lambda value: (-len(value), value))

@@ -225,9 +225,11 @@ class Daemon:
             loop.add_signal_handler(signum, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.settings.http != "off":
+            token = self.settings.http_token
             self.web = WebServer(self.settings.http,
                                  Health(self.alive, self.not_ready, self.role, self.warnings),
-                                 self.telemetry)
+                                 self.telemetry,
+                                 token=token.get_secret_value() if token else None)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(
             self._tick, "interval", args=[cycles],

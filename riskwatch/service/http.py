@@ -13,7 +13,10 @@ past that the oldest is closed, so a probe that connects now is still answered.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hmac
 import io
 import json
 import queue
@@ -23,7 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Protocol
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from prometheus_client import make_wsgi_app
@@ -48,6 +52,24 @@ class Limits:
     connections: int = 256  # connections waiting for their request; past it the oldest goes
     workers: int = 4  # threads answering complete requests
     queue: int = 64  # complete requests waiting for a worker; past it: 503 at once
+
+
+class Answer(Protocol):
+    """An answer of the status pages."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+
+class Pages(Protocol):
+    """More pages to serve (the status page), past the endpoints of this module."""
+
+    def handles(self, path: str) -> bool:
+        """Is ``path`` one of these pages?"""
+
+    def answer(self, path: str, query: str) -> Answer:
+        """The answer for ``path``."""
 
 
 @dataclass
@@ -274,12 +296,24 @@ def _close(connection: socket.socket, last_words: bytes | None = None, *,
     connection.close()
 
 
-def make_app(health: Health, telemetry: Telemetry) -> Callable[..., Iterable[bytes]]:
-    """The WSGI application."""
+def make_app(health: Health, telemetry: Telemetry, *, token: str | None = None,
+             pages: Pages | None = None) -> Callable[..., Iterable[bytes]]:
+    """The WSGI application; with ``token``, every path but /healthz needs it."""
     metrics = make_wsgi_app(telemetry.registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
+        if token is not None and path != "/healthz" and not authorised(environ, token):
+            start_response("401 Unauthorized", [
+                ("Content-Type", "text/plain"),
+                ("WWW-Authenticate", 'Basic realm="riskwatch", charset="UTF-8"')])
+            return [b"this page needs RISKWATCH_HTTP_TOKEN (bearer, or basic auth with the "
+                    b"token as password)\n"]
+        if pages is not None and pages.handles(path):
+            answer = pages.answer(path, environ.get("QUERY_STRING", ""))
+            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}",
+                           [("Content-Type", answer.content_type)])
+            return [answer.body]
         if path == "/metrics":
             result: Iterable[bytes] = metrics(environ, start_response)
             return result
@@ -301,6 +335,20 @@ def make_app(health: Health, telemetry: Telemetry) -> Callable[..., Iterable[byt
     return app
 
 
+def authorised(environ: dict[str, Any], token: str) -> bool:
+    """Does the request carry ``token``, as a bearer token or as a basic-auth password?"""
+    scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    given = value.strip()
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(given, validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+    elif scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def _json(start_response: Callable[..., Any], ok: bool, body: dict[str, Any]) -> list[bytes]:
     start_response("200 OK" if ok else "503 Service Unavailable",
                    [("Content-Type", "application/json")])
@@ -311,7 +359,8 @@ class WebServer:
     """Serves the endpoints in a background thread."""
 
     def __init__(self, address: str, health: Health, telemetry: Telemetry, *,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, token: str | None = None,
+                 pages: Pages | None = None) -> None:
         limits = limits if limits is not None else Limits()
         for name in ("timeout", "connections", "workers", "queue"):
             if getattr(limits, name) <= 0:
@@ -323,7 +372,7 @@ class WebServer:
         except OSError as error:
             raise SettingsError(f"RISKWATCH_HTTP: cannot listen on {address}: "
                                 f"{error.strerror or error}") from None
-        self.server.set_app(make_app(health, telemetry))
+        self.server.set_app(make_app(health, telemetry, token=token, pages=pages))
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.1,),
                                        daemon=True, name="riskwatch-http")
         self.thread.start()
