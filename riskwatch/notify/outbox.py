@@ -19,7 +19,7 @@ import structlog
 
 from riskwatch.core.lifecycle import RANK, Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.errors import NotLeading
-from riskwatch.notify import render
+from riskwatch.notify import blocks, render
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.store import NewMessage, OutboxRow, Store
@@ -102,9 +102,10 @@ def _remember_threads(chunk: Iterable[Notice], message_id: str,
 def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
     """Detailed messages for the first alerts of a poll, one-line summaries past that.
 
-    A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
-    and every alert still appears. A message also ends before its text would pass
-    :data:`render.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
+    A poll that changes 500 alerts makes about a dozen detailed messages and a few compact
+    ones, not sixty, and every alert still appears. A message also ends before its text would pass
+    :data:`render.MESSAGE_BUDGET`, as text and as Block Kit blocks, so long API strings
+    split a message, never clip it.
     """
     detailed, rest = items[:render.MAX_DETAILED_PER_POLL], items[render.MAX_DETAILED_PER_POLL:]
     for chunk in _fill(detailed, render.MAX_ALERTS_PER_MESSAGE, compact=False):
@@ -118,7 +119,7 @@ def _fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Sequ
     chunk: list[Notice] = []
     used = 0
     for notice in items:
-        size = render.rendered_size(notice, compact=compact)
+        size = blocks.planned_size(notice, compact=compact)
         if chunk and (len(chunk) == most or used + size > render.MESSAGE_BUDGET):
             yield chunk
             chunk, used = [], 0
@@ -206,10 +207,9 @@ class Deliverer:
         delivered = True
         for destination in self.router.default:
             sink = self.router.sink(destination)
-            body = (render.slack_message(list(notices), now) if sink.markup == "slack"
-                    else render.terminal_message(list(notices), now))
+            body, shown = self._render(sink, notices, now)
             try:
-                result = await sink.post(self.mask(body), None)
+                result = await sink.post(self.mask(body), None, blocks=shown)
             except Exception as error:  # a sink must not stop the others
                 result = Delivery(ok=False, error=type(error).__name__)
             if not result.ok:
@@ -288,16 +288,23 @@ class Deliverer:
 
     async def _post(self, sink: Sink, row: OutboxRow) -> Delivery:
         notices = [notice_from_dict(n) for n in row.payload["notices"]]
-        now = self.clock()
-        body = (render.slack_message(notices, now, compact=bool(row.payload.get("compact")),
+        body, shown = self._render(sink, notices, self.clock(),
+                                   compact=bool(row.payload.get("compact")),
                                    folded=int(row.payload.get("folded") or 0))
-                if sink.markup == "slack" else render.terminal_message(notices, now))
         thread_ts = None
         parent = row.payload.get("thread")
         if parent:
             landed = self.store.slack_message(str(parent))
             thread_ts = landed.ts if landed else None
-        return await sink.post(self.mask(body), thread_ts)
+        return await sink.post(self.mask(body), thread_ts, blocks=shown)
+
+    def _render(self, sink: Sink, notices: Sequence[Notice], now: datetime, *,
+                compact: bool = False, folded: int = 0) -> tuple[str, list[blocks.Block] | None]:
+        """The text and, for Slack, the masked Block Kit blocks of a message."""
+        if sink.markup != "slack":
+            return render.terminal_message(notices, now), None
+        slack = blocks.message(notices, now, compact=compact, folded=folded)
+        return slack.text, blocks.masked(slack.blocks, self.mask)
 
     async def _update(self, sink: Sink, parent: str) -> Delivery:
         landed = self.store.slack_message(parent)
@@ -306,13 +313,14 @@ class Deliverer:
         alerts = [alert for key in landed.keys if (alert := self.store.alert(key)) is not None]
         if not alerts:
             return Delivery(ok=True)
-        body = render.current_state_message(alerts, self.clock())
-        result = await sink.update(landed.channel, landed.ts, self.mask(body))
+        slack = blocks.current_state(alerts, self.clock())
+        body, shown = slack.text, blocks.masked(slack.blocks, self.mask)
+        result = await sink.update(landed.channel, landed.ts, self.mask(body), blocks=shown)
         if not result.ok and result.error in UPDATE_REFUSED:
             # the firing message is gone or too old to edit: say the same in a new message
             log.info("slack refused the in-place update; posting the state anew",
                      error=result.error, message=parent)
-            return await sink.post(self.mask(body), None)
+            return await sink.post(self.mask(body), None, blocks=shown)
         return result
 
     def _settle(self, row: OutboxRow, result: Delivery) -> None:
