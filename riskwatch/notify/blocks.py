@@ -119,6 +119,13 @@ def alert_blocks(notice: Notice, now: datetime, *, buttons: bool) -> list[Block]
     return blocks
 
 
+def shows_buttons(threads: bool, operators: Sequence[str]) -> bool:
+    """Whether a destination's firing messages carry buttons: only through the Web API
+    (``threads``; a webhook's messages cannot be clicked back to riskwatch) and only with
+    operators configured (without them no click could take effect)."""
+    return threads and any(operator.strip() for operator in operators)
+
+
 def actions(alert: Alert) -> Block:
     """*Acknowledge*, *Silence 1h*, *Silence 4h* (and *Unsilence* while muted) for ``alert``."""
     value = button_value(alert)

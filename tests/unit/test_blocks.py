@@ -112,6 +112,15 @@ def test_buttons_only_when_asked_and_only_for_firing_alerts() -> None:
         "Acknowledge", "Silence 1h", "Silence 4h", "Unsilence"]
 
 
+@pytest.mark.parametrize(("threads", "operators", "shown"), [
+    (True, ["U0OPS"], True), (False, ["U0OPS"], False), (True, [], False), (True, [" "], False),
+])
+def test_buttons_need_the_web_api_and_operators(threads: bool, operators: list[str],
+                                                 shown: bool) -> None:
+    """Webhooks never get buttons, and neither does a desk with no operators configured."""
+    assert blocks.shows_buttons(threads, operators) is shown
+
+
 def test_a_button_value_names_the_alert_and_its_firing_compactly() -> None:
     """The value is a short id of (rule, account, symbol), the same for the same key,
     plus the firing's start, however long the account name."""
