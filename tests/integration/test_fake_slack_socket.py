@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -107,3 +108,52 @@ def test_web_api_and_response_url_calls_are_recorded(fake: FakeSlackSocket) -> N
         "chat.postMessage", "chat.update", "chat.postEphemeral"]
     assert fake.called("chat.update")[0].body["text"] == "edited"
     assert fake.called("chat.postEphemeral")[0].body["user"] == "U0X"
+
+
+def test_a_bolt_app_over_socket_mode_acks_clicks_and_commands_and_answers_them(
+    fake: FakeSlackSocket,
+) -> None:
+    """slack-bolt's AsyncApp with its AsyncSocketModeHandler (the library recommended for
+    the daemon's interactions) checks its bot token, routes a button by action_id and the
+    slash command by name, acks both, answers through response_url and chat.postEphemeral,
+    and keeps working after its connection is dropped."""
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+    async def scenario() -> None:
+        app = AsyncApp(client=AsyncWebClient(token=BOT_TOKEN, base_url=fake.api_url))
+
+        @app.action("riskwatch_ack")
+        async def acknowledge(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient,
+                              respond: AsyncRespond) -> None:
+            await ack()
+            await client.chat_postEphemeral(channel=body["container"]["channel_id"],
+                                            user=body["user"]["id"], text="not allowed")
+            await respond(text="acknowledged", replace_original=False)
+
+        @app.command("/riskwatch")
+        async def riskwatch(ack: AsyncAck, command: dict[str, Any]) -> None:
+            await ack(text=f"you asked for {command['text']}")
+
+        handler = AsyncSocketModeHandler(app, APP_TOKEN, ping_interval=0.2)
+        try:
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+            assert await wait_until(lambda: fake.connected() == 1, 5)
+            click = fake.click("riskwatch_ack", "v1." + "0" * 24 + ".1700000000",
+                               user="U0NOPE", username="stranger")
+            assert await wait_until(lambda: fake.acked(click) and fake.called("response_url"), 5)
+            fake.drop()
+            assert await wait_until(lambda: fake.opened >= 2 and fake.connected() == 1, 10)
+            status = fake.command("silences")
+            assert await wait_until(lambda: fake.acked(status), 5)
+            assert fake.acked(status)[0].payload == {"text": "you asked for silences"}
+        finally:
+            await handler.close_async()  # type: ignore[no-untyped-call]
+            await handler.client.aiohttp_client_session.close()
+
+    asyncio.run(scenario())
+    assert fake.called("auth.test"), "Bolt checks its token before it serves"
+    ephemeral, = fake.called("chat.postEphemeral")
+    assert ephemeral.body["user"] == "U0NOPE" and ephemeral.body["text"] == "not allowed"
+    response, = fake.called("response_url")
+    assert response.body["text"] == "acknowledged"
