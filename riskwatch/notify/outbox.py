@@ -18,7 +18,7 @@ import structlog
 
 from riskwatch.core.lifecycle import RANK, AlertKey, Notice, NoticeKind, State
 from riskwatch.errors import NotLeading
-from riskwatch.notify import render
+from riskwatch.notify import blocks, render
 from riskwatch.notify.plan import Router, fill
 from riskwatch.notify.sinks import UPDATE_REFUSED, Delivery, Sink
 from riskwatch.service.telemetry import Telemetry
@@ -114,10 +114,9 @@ class Deliverer:
         delivered = True
         for destination in self.router.default:
             sink = self.router.sink(destination)
-            body = (render.slack_message(list(notices), now) if sink.markup == "slack"
-                    else render.terminal_message(list(notices), now))
+            body, shown = self._render(sink, notices, now)
             try:
-                result = await sink.post(self.mask(body), None)
+                result = await sink.post(self.mask(body), None, blocks=shown)
             except Exception as error:  # a sink must not stop the others
                 result = Delivery(ok=False, error=type(error).__name__)
             if not result.ok:
@@ -196,16 +195,23 @@ class Deliverer:
 
     async def _post(self, sink: Sink, row: OutboxRow) -> Delivery:
         notices = [notice_from_dict(n) for n in row.payload["notices"]]
-        now = self.clock()
-        body = (render.slack_message(notices, now, compact=bool(row.payload.get("compact")),
+        body, shown = self._render(sink, notices, self.clock(),
+                                   compact=bool(row.payload.get("compact")),
                                    folded=int(row.payload.get("folded") or 0))
-                if sink.markup == "slack" else render.terminal_message(notices, now))
         thread_ts = None
         parent = row.payload.get("thread")
         if parent:
             landed = self.store.slack_message(str(parent))
             thread_ts = landed.ts if landed else None
-        return await sink.post(self.mask(body), thread_ts)
+        return await sink.post(self.mask(body), thread_ts, blocks=shown)
+
+    def _render(self, sink: Sink, notices: Sequence[Notice], now: datetime, *,
+                compact: bool = False, folded: int = 0) -> tuple[str, list[blocks.Block] | None]:
+        """The text and, for Slack, the masked Block Kit blocks of a message."""
+        if sink.markup != "slack":
+            return render.terminal_message(notices, now), None
+        slack = blocks.message(notices, now, compact=compact, folded=folded)
+        return slack.text, blocks.masked(slack.blocks, self.mask)
 
     async def _update(self, sink: Sink, parent: str) -> Delivery:
         landed = self.store.slack_message(parent)
@@ -214,13 +220,14 @@ class Deliverer:
         alerts = [alert for key in landed.keys if (alert := self.store.alert(key)) is not None]
         if not alerts:
             return Delivery(ok=True)
-        body = render.current_state_message(alerts, self.clock())
-        result = await sink.update(landed.channel, landed.ts, self.mask(body))
+        slack = blocks.current_state(alerts, self.clock())
+        body, shown = slack.text, blocks.masked(slack.blocks, self.mask)
+        result = await sink.update(landed.channel, landed.ts, self.mask(body), blocks=shown)
         if not result.ok and result.error in UPDATE_REFUSED:
             # the firing message is gone or too old to edit: say the same in a new message
             log.info("slack refused the in-place update; posting the state anew",
                      error=result.error, message=parent)
-            return await sink.post(self.mask(body), None)
+            return await sink.post(self.mask(body), None, blocks=shown)
         return result
 
     def _settle(self, row: OutboxRow, result: Delivery) -> None:

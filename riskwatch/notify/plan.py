@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from riskwatch.core.lifecycle import AlertKey, Notice, NoticeKind
-from riskwatch.notify import render
+from riskwatch.notify import blocks, render
 from riskwatch.notify.sinks import Sink
 from riskwatch.store import NewMessage
 from riskwatch.store.codec import notice_to_dict
@@ -84,9 +84,10 @@ def plan_messages(notices: Sequence[Notice], router: Router) -> MessagePlan:
 def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
     """Detailed messages for the first alerts of a poll, one-line summaries past that.
 
-    A poll that changes 500 alerts makes 5 detailed messages and 4 compact ones, not 25,
-    and every alert still appears. A message also ends before its text would pass
-    :data:`render.MESSAGE_BUDGET`, so long API strings split a message, never clip it.
+    A poll that changes 500 alerts makes about a dozen detailed messages and a few compact
+    ones, not sixty, and every alert still appears. A message also ends before it would
+    pass :data:`render.MESSAGE_BUDGET`, as text and as Block Kit blocks, so long API
+    strings split a message, never clip it.
     """
     detailed, rest = items[:render.MAX_DETAILED_PER_POLL], items[render.MAX_DETAILED_PER_POLL:]
     for chunk in fill(detailed, render.MAX_ALERTS_PER_MESSAGE, compact=False):
@@ -100,7 +101,7 @@ def fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Seque
     chunk: list[Notice] = []
     used = 0
     for notice in items:
-        size = render.rendered_size(notice, compact=compact)
+        size = blocks.planned_size(notice, compact=compact)
         if chunk and (len(chunk) == most or used + size > render.MESSAGE_BUDGET):
             yield chunk
             chunk, used = [], 0

@@ -25,7 +25,9 @@ from riskwatch.core.lifecycle import Alert, Notice, NoticeKind, State
 from riskwatch.core.measures import LEVERAGE_METRICS, MONEY_METRICS, RATIO_METRICS
 
 # Slack's limit is 40,000 characters a message; these keep every message far below it.
-MAX_ALERTS_PER_MESSAGE = 20  # detailed alerts per message
+# detailed alerts per message: in Block Kit each takes up to three blocks (section, context,
+# buttons), and 16 of them with a header stay within Slack's 50 blocks a message
+MAX_ALERTS_PER_MESSAGE = 16
 MAX_DETAILED_PER_POLL = 100  # past this many alerts in one poll, the rest are one line each
 MAX_LINES_PER_MESSAGE = 100  # one-line alerts per message
 MAX_TEXT = 12_000  # characters a message may have; the planner splits messages to stay below
@@ -38,6 +40,8 @@ _MARKS = frozenset({"Mn", "Me"})
 _AUTOLINK_SCHEME = re.compile(r"://")
 # a dot between a letter or digit and a letter, as in a host name (rule files excepted)
 _AUTOLINK_DOT = re.compile(r"(?<=[0-9A-Za-z])\.(?=[A-Za-z])(?!ya?ml\b)")
+# built-in alerts whose value is a count or a flag, not a figure worth showing against a level
+NO_VALUE_METRICS = frozenset({"auth", "account_error", "rules", "account_missing", "store"})
 EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:",
          "info": ":large_blue_circle:"}
 
@@ -116,7 +120,8 @@ def format_duration_seconds(seconds: Decimal) -> str:
     return format_duration(timedelta(seconds=float(seconds)))
 
 
-def _comparison(alert: Alert) -> str:
+def comparison(alert: Alert) -> str:
+    """The level the alert crossed: ``critical at ≥ 90.0%`` (empty without a level)."""
     if alert.threshold is None:
         return ""
     sign = "≥" if alert.when == "above" else "≤"
@@ -150,7 +155,8 @@ def _where(alert: Alert, escape: bool) -> str:
     return ", ".join(parts)
 
 
-def _duration_line(alert: Alert, now: datetime) -> str:
+def duration_line(alert: Alert, now: datetime) -> str:
+    """``firing for 3m 20s`` or ``fired for 1h`` (empty when it never fired)."""
     start = alert.firing_since
     if start is None:
         return ""
@@ -162,13 +168,12 @@ def _duration_line(alert: Alert, now: datetime) -> str:
 def _facts(notice: Notice, now: datetime, escape: bool) -> list[str]:
     alert = notice.alert
     facts = [_where(alert, escape)]
-    if alert.value is not None and alert.metric not in {"auth", "account_error", "rules",
-                                                               "account_missing", "store"}:
-        comparison = _comparison(alert)
+    if alert.value is not None and alert.metric not in NO_VALUE_METRICS:
+        level = comparison(alert)
         value = f"{alert.metric} {format_value(alert.metric, alert.value)}"
-        facts.append(value if notice.kind is NoticeKind.RESOLVED or not comparison
-                     else f"{value} ({comparison})")
-    facts.append(_duration_line(alert, now))
+        facts.append(value if notice.kind is NoticeKind.RESOLVED or not level
+                     else f"{value} ({level})")
+    facts.append(duration_line(alert, now))
     return [fact for fact in facts if fact]
 
 
@@ -178,18 +183,18 @@ def slack_alert(notice: Notice, now: datetime) -> str:
     icon = ":large_green_circle:" if notice.kind is NoticeKind.RESOLVED else EMOJI[alert.severity]
     lines = [f"{icon} *{headline(notice)}* — `{alert.key.rule}`"]
     if alert.description:
-        lines.append(_operator_text(alert.description))
+        lines.append(operator_text(alert.description))
     lines.append(" · ".join(_facts(notice, now, escape=True)))
     if alert.detail:
         lines.append(f"> {slack_code(alert.detail, TEXT_LIMIT)}")
     if alert.action:
         lines.append(f"*Action:* {slack_code(alert.action, TEXT_LIMIT)}")
     if alert.runbook:
-        lines.append(f"<{_operator_text(alert.runbook)}|Runbook>")
+        lines.append(f"<{operator_text(alert.runbook)}|Runbook>")
     return "\n".join(lines)
 
 
-def _operator_text(text: str) -> str:
+def operator_text(text: str) -> str:
     """Text from the rule files (trusted, but must not break Slack's markup)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

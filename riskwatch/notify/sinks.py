@@ -4,6 +4,9 @@ A sink sends one rendered message and says how it went, including whether a fail
 worth retrying (429, 5xx, network) or permanent (``invalid_auth``, ``channel_not_found``),
 as Alertmanager's notifiers do.
 
+Slack sinks send Block Kit ``blocks`` (:mod:`riskwatch.notify.blocks`) with the mrkdwn
+``text`` as the fallback Slack shows in notifications; the terminal gets plain text.
+
 Every post and update asks Slack to link nothing by name (``link_names: false``,
 ``parse: none``): the text's own escaping (:mod:`riskwatch.notify.render`) is what makes
 API strings inert, and Slack is not asked to find mentions in them.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
@@ -25,6 +29,7 @@ PERMANENT_WEBHOOK_ERRORS = frozenset({"invalid_payload", "no_service", "channel_
                                       "channel_is_archived", "action_prohibited",
                                       "no_active_hooks", "invalid_token"})
 UPDATE_REFUSED = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+Blocks = Sequence[dict[str, Any]]
 RETRYABLE_API_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error",
                                   "service_unavailable", "request_timeout"})
 
@@ -47,10 +52,13 @@ class Sink(Protocol):
     markup: str  # "slack" or "plain"
     threads: bool  # can reply in threads and update messages in place
 
-    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
-        """Send one message (as a reply in ``thread_ts`` where supported)."""
+    async def post(self, text: str, thread_ts: str | None = None, *,
+                   blocks: Blocks | None = None) -> Delivery:
+        """Send one message (as a reply in ``thread_ts`` where supported); Slack sinks
+        show ``blocks`` with ``text`` as the fallback, others ignore them."""
 
-    async def update(self, channel: str, ts: str, text: str) -> Delivery:
+    async def update(self, channel: str, ts: str, text: str, *,
+                     blocks: Blocks | None = None) -> Delivery:
         """Rewrite an earlier message in place."""
 
 
@@ -63,13 +71,15 @@ class TerminalSink:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 
-    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
-        """Print the message."""
+    async def post(self, text: str, thread_ts: str | None = None, *,
+                   blocks: Blocks | None = None) -> Delivery:
+        """Print the message (plain text; blocks are for Slack)."""
         stream = self.stream or sys.stdout
         print(text, file=stream, flush=True)
         return Delivery(ok=True)
 
-    async def update(self, channel: str, ts: str, text: str) -> Delivery:  # pragma: no cover
+    async def update(self, channel: str, ts: str, text: str, *,
+                     blocks: Blocks | None = None) -> Delivery:  # pragma: no cover
         """The terminal cannot rewrite; never called because ``threads`` is False."""
         return Delivery(ok=True)
 
@@ -146,11 +156,14 @@ class SlackWebSink:
         return Delivery(ok=False, retryable=retryable, error=str(code or f"HTTP {status}"),
                         retry_after=_retry_after(answer.headers))
 
-    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
+    async def post(self, text: str, thread_ts: str | None = None, *,
+                   blocks: Blocks | None = None) -> Delivery:
         """Post to the channel, or into a thread."""
         body: dict[str, Any] = {"channel": self.channel, "text": text, "unfurl_links": False,
                                 "unfurl_media": False, "mrkdwn": True, "link_names": False,
                                 "parse": "none"}
+        if blocks is not None:
+            body["blocks"] = list(blocks)
         if thread_ts:
             body["thread_ts"] = thread_ts
         data = await self._call("chat.postMessage", body)
@@ -159,10 +172,15 @@ class SlackWebSink:
         return Delivery(ok=True, channel=str(data.get("channel") or self.channel),
                         ts=str(data.get("ts")) if data.get("ts") else None)
 
-    async def update(self, channel: str, ts: str, text: str) -> Delivery:
-        """Rewrite a message the bot posted earlier."""
-        data = await self._call("chat.update", {"channel": channel, "ts": ts, "text": text,
-                                                "link_names": False, "parse": "none"})
+    async def update(self, channel: str, ts: str, text: str, *,
+                     blocks: Blocks | None = None) -> Delivery:
+        """Rewrite a message the bot posted earlier (without ``blocks``, Slack would keep
+        the old ones: an update always sends them)."""
+        body: dict[str, Any] = {"channel": channel, "ts": ts, "text": text,
+                                "link_names": False, "parse": "none"}
+        if blocks is not None:
+            body["blocks"] = list(blocks)
+        data = await self._call("chat.update", body)
         if isinstance(data, Delivery):
             return data
         return Delivery(ok=True, channel=channel, ts=ts)
@@ -179,22 +197,26 @@ class SlackWebhookSink:
         self.url = url
         self.http = _SlackHttp(timeout, deadline)
 
-    async def post(self, text: str, thread_ts: str | None = None) -> Delivery:
+    async def post(self, text: str, thread_ts: str | None = None, *,
+                   blocks: Blocks | None = None) -> Delivery:
         """Post through the webhook."""
-        answer = await self.http.send(
-            self.url, {"text": text, "unfurl_links": False, "unfurl_media": False,
-                       "link_names": False, "parse": "none"}, {})
+        body: dict[str, Any] = {"text": text, "unfurl_links": False, "unfurl_media": False,
+                                "link_names": False, "parse": "none"}
+        if blocks is not None:
+            body["blocks"] = list(blocks)
+        answer = await self.http.send(self.url, body, {})
         if isinstance(answer, Delivery):
             return answer
         if answer.status_code == 200:
             return Delivery(ok=True)
-        body = answer.text.strip()[:100]
+        said = answer.text.strip()[:100]
         retryable = answer.status_code == 429 or answer.status_code >= 500
-        retryable = retryable and body not in PERMANENT_WEBHOOK_ERRORS
+        retryable = retryable and said not in PERMANENT_WEBHOOK_ERRORS
         return Delivery(ok=False, retryable=retryable,
-                        error=body or f"HTTP {answer.status_code}",
+                        error=said or f"HTTP {answer.status_code}",
                         retry_after=_retry_after(answer.headers))
 
-    async def update(self, channel: str, ts: str, text: str) -> Delivery:  # pragma: no cover
+    async def update(self, channel: str, ts: str, text: str, *,
+                     blocks: Blocks | None = None) -> Delivery:  # pragma: no cover
         """Webhooks cannot update; never called because ``threads`` is False."""
         return Delivery(ok=False, error="webhooks cannot update messages")
