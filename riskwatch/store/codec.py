@@ -1,8 +1,8 @@
 """How alerts and notices are written to the state store and the outbox: JSON by msgspec.
 
-The stored shapes are the Structs below; their field names are the JSON keys every
-release has written, and each field added after the first has a default, so rows written
-by an older release still load. msgspec does the conversions: a ``Decimal`` is written as
+An alert is stored as a msgspec Struct made from Alert's own fields: the JSON keys are
+the field names every release has written, and each field added after the first has a
+default, so rows written by an older release still load. msgspec does the conversions: a ``Decimal`` is written as
 its exact string (``"1E-7"``, ``"-0.1400000000000000000000"``) and read back equal, never
 through a float; a datetime as ISO 8601 (UTC as ``Z``; the ``+00:00`` of older rows reads
 the same); an enum by its value; ``None`` stays ``null``.
@@ -14,70 +14,52 @@ PostgreSQL database in a non-UTF-8 encoding still stores every account name.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from dataclasses import MISSING, fields
+from typing import Any, get_type_hints
 
 import msgspec
 
-from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind
 from riskwatch.core.rules import Severity
 
 
-class StoredAlert(msgspec.Struct, kw_only=True):
-    """An alert as the ``alerts`` table and outbox notices hold it: the key's parts first.
+def _stored_alert_type() -> type[msgspec.Struct]:
+    """An alert as the ``alerts`` table and outbox notices hold it: Alert's own fields,
+    under their names and with their defaults, the key's three parts first in its place.
 
+    A field added to Alert is stored from then on; its default lets older rows load.
     Unknown keys are ignored, so a row written by a newer release still reads.
     """
-
-    rule: str
-    account: str
-    symbol: str
-    state: State
-    severity: Severity
-    exchange: str
-    metric: str
-    value: Decimal | None
-    threshold: Decimal | None
-    since: datetime
-    firing_since: datetime | None = None
-    cleared_at: datetime | None = None
-    last_notified_at: datetime | None = None
-    description: str = ""
-    runbook: str | None = None
-    detail: str = ""
-    thread: str | None = None
-    when: str = "above"
-    muted: bool = False
-    action: str = ""
-    verify_after: datetime | None = None
-    scope: str = ""
+    hints = get_type_hints(Alert)
+    shape: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        ("rule", str), ("account", str), ("symbol", str)]
+    for field in fields(Alert):
+        if field.name == "key":
+            continue
+        typed = (field.name, hints[field.name])
+        shape.append(typed if field.default is MISSING else (*typed, field.default))
+    return msgspec.defstruct("StoredAlert", shape, kw_only=True)
 
 
-class StoredNotice(msgspec.Struct, kw_only=True):
-    """A notice in an outbox message, with its alert as it was when the notice was made."""
-
-    kind: NoticeKind
-    alert: StoredAlert
-    previous_severity: Severity | None = None
-    channel: str | None = None
-
-
-# every field of Alert but its key is stored under its own name
-_ALERT_FIELDS = tuple(field.name for field in fields(Alert) if field.name != "key")
+StoredAlert = _stored_alert_type()
+# a notice in an outbox message, with its alert as it was when the notice was made
+StoredNotice = msgspec.defstruct("StoredNotice", [
+    ("kind", NoticeKind), ("alert", StoredAlert),
+    ("previous_severity", Severity | None, None), ("channel", str | None, None),
+], kw_only=True)
 _alert_decoder = msgspec.json.Decoder(StoredAlert)
 
 
-def _stored(alert: Alert) -> StoredAlert:
-    key = alert.key
-    return StoredAlert(rule=key.rule, account=key.account, symbol=key.symbol,
-                       **{name: getattr(alert, name) for name in _ALERT_FIELDS})
+def _stored(alert: Alert) -> msgspec.Struct:
+    data = {field.name: getattr(alert, field.name) for field in fields(Alert)}
+    key = data.pop("key")
+    return StoredAlert(rule=key.rule, account=key.account, symbol=key.symbol, **data)
 
 
-def _alert(stored: StoredAlert) -> Alert:
-    return Alert(key=AlertKey(stored.rule, stored.account, stored.symbol),
-                 **{name: getattr(stored, name) for name in _ALERT_FIELDS})
+def _alert(stored: msgspec.Struct) -> Alert:
+    data = msgspec.structs.asdict(stored)
+    key = AlertKey(data.pop("rule"), data.pop("account"), data.pop("symbol"))
+    return Alert(key=key, **data)
 
 
 def encode_alert(alert: Alert) -> str:
@@ -112,5 +94,6 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
 
 def notice_from_dict(data: dict[str, Any]) -> Notice:
     """The inverse of :func:`notice_to_dict`."""
-    stored = msgspec.convert(data, StoredNotice)
-    return Notice(stored.kind, _alert(stored.alert), stored.previous_severity, stored.channel)
+    stored = msgspec.structs.asdict(msgspec.convert(data, StoredNotice))
+    return Notice(stored["kind"], _alert(stored["alert"]), stored["previous_severity"],
+                  stored["channel"])

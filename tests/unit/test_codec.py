@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from riskwatch.core.lifecycle import Alert, Notice, NoticeKind
 from riskwatch.store.codec import (
-    StoredAlert,
     alert_from_dict,
     alert_to_dict,
     decode_alert,
@@ -68,12 +67,6 @@ def test_row_text_is_ascii_and_keeps_the_stored_key_names() -> None:
     assert text.isascii() and "\\u00fcn\\u00efcode" in text
     assert list(json.loads(text)) == ["rule", "account", "symbol", *(
         field.name for field in fields(Alert) if field.name != "key")]
-
-
-def test_every_alert_field_is_stored() -> None:
-    """A field added to Alert must be added to StoredAlert, or nothing encodes at all."""
-    stored = set(StoredAlert.__struct_fields__) - {"rule", "account", "symbol"}
-    assert stored == {field.name for field in fields(Alert)} - {"key"}
 
 
 def test_a_row_from_before_the_optional_fields_reads_with_their_defaults() -> None:
