@@ -2,10 +2,10 @@
 
 An alert is stored as a msgspec Struct made from Alert's own fields: the JSON keys are
 the field names every release has written, and each field added after the first has a
-default, so rows written by an older release still load. msgspec does the conversions: a ``Decimal`` is written as
-its exact string (``"1E-7"``, ``"-0.1400000000000000000000"``) and read back equal, never
-through a float; a datetime as ISO 8601 (UTC as ``Z``; the ``+00:00`` of older rows reads
-the same); an enum by its value; ``None`` stays ``null``.
+default, so rows written by an older release still load. msgspec does the conversions:
+a ``Decimal`` is written as its exact string (``"1E-7"``, ``"-0.1400000000000000000000"``)
+and read back equal, never through a float; a datetime as ISO 8601 (UTC as ``Z``; the
+``+00:00`` of older rows reads the same); an enum by its value; ``None`` stays ``null``.
 
 The text is written ASCII-only (non-ASCII as ``\\u`` escapes), as it always was: a
 PostgreSQL database in a non-UTF-8 encoding still stores every account name.
