@@ -15,7 +15,8 @@ __all__ = ["NewMessage", "OutboxRow", "SlackMessage", "SqliteStore", "Store", "o
 
 
 def open_store(url: str) -> Store:
-    """Open the store named by ``RISKWATCH_STATE``."""
+    """Open the store named by ``RISKWATCH_STATE``; ``with open_store(url) as store:``
+    closes it when the block ends, however it ends."""
     if url.startswith("sqlite:///"):
         return SqliteStore(Path(url.removeprefix("sqlite:///")))
     if url.startswith(("postgresql://", "postgres://")):

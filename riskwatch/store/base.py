@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from riskwatch.core.leverage import Decision
 from riskwatch.core.lifecycle import Alert, AlertKey
 from riskwatch.core.silences import Silence
 from riskwatch.errors import NotLeading
-from riskwatch.store.codec import alert_from_dict, alert_to_dict
+from riskwatch.store.codec import decode_alert, encode_alert
 
 _SCHEMA_STEPS: list[str] = [
     # version 1
@@ -198,6 +199,15 @@ class Store(ABC):
     def close(self) -> None:
         """Close connections (and give up the lead)."""
 
+    def __enter__(self) -> Self:
+        """``with open_store(url) as store:`` closes the store when the block ends."""
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        """Close, however the block ended; an exception in flight goes on unchanged."""
+        self.close()
+
     @abstractmethod
     def try_lead(self) -> bool:
         """Be (or stay) the one process that polls, notifies and acts; True if so."""
@@ -211,7 +221,7 @@ class Store(ABC):
     def load_alerts(self) -> dict[AlertKey, Alert]:
         """Every stored alert."""
         rows = self._query("SELECT data FROM alerts")
-        alerts = (alert_from_dict(json.loads(data)) for (data,) in rows)
+        alerts = (decode_alert(data) for (data,) in rows)
         return {alert.key: alert for alert in alerts}
 
     def save_poll(
@@ -227,7 +237,7 @@ class Store(ABC):
             ("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
              "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
              "data = excluded.data",
-             (*key, alert.state.value, json.dumps(alert_to_dict(alert))))
+             (*key, alert.state.value, encode_alert(alert)))
             for key, alert in changed.items()
         ]
         statements += [
@@ -354,7 +364,7 @@ class Store(ABC):
             ("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
              "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
              "data = excluded.data",
-             (*key, alert.state.value, json.dumps(alert_to_dict(alert))))
+             (*key, alert.state.value, encode_alert(alert)))
             for key, alert in (decided or {}).items()
         ]
         if statements:
@@ -410,7 +420,7 @@ class Store(ABC):
         """One stored alert."""
         rows = self._query("SELECT data FROM alerts WHERE rule=? AND account=? AND symbol=?",
                            tuple(key))
-        return alert_from_dict(json.loads(rows[0][0])) if rows else None
+        return decode_alert(rows[0][0]) if rows else None
 
     # ------------------------------------------------------------------ retention
 
