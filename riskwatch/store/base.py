@@ -233,13 +233,7 @@ class Store(ABC):
             ("DELETE FROM alerts WHERE rule=? AND account=? AND symbol=?", tuple(key))
             for key in dropped
         ]
-        statements += [
-            ("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
-             "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
-             "data = excluded.data",
-             (*key, alert.state.value, encode_alert(alert)))
-            for key, alert in changed.items()
-        ]
+        statements += _alert_upserts(changed)
         statements += [
             ("INSERT INTO outbox (id, destination, created_at, payload) VALUES (?, ?, ?, ?)",
              (message.id, message.destination, now.isoformat(), json.dumps(message.payload)))
@@ -360,13 +354,7 @@ class Store(ABC):
               d.mode, d.outcome, d.detail, d.audit_id))
             for d in decisions
         ]
-        statements += [
-            ("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
-             "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
-             "data = excluded.data",
-             (*key, alert.state.value, encode_alert(alert)))
-            for key, alert in (decided or {}).items()
-        ]
+        statements += _alert_upserts(decided or {})
         if statements:
             self._fenced(statements)  # a deposed leader records, and so calls, nothing
 
@@ -505,3 +493,12 @@ def _referenced_messages(rows: list[tuple[Any, ...]]) -> set[str]:
         data = json.loads(payload)
         found.update(str(data[field]) for field in ("thread", "update") if data.get(field))
     return found
+
+
+def _alert_upserts(alerts: Mapping[AlertKey, Alert]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that store ``alerts``, each replacing the row of its key."""
+    return [("INSERT INTO alerts (rule, account, symbol, state, data) VALUES (?, ?, ?, ?, ?) "
+             "ON CONFLICT (rule, account, symbol) DO UPDATE SET state = excluded.state, "
+             "data = excluded.data",
+             (*key, alert.state.value, encode_alert(alert)))
+            for key, alert in alerts.items()]
