@@ -163,7 +163,7 @@ def change(series: Series | None, metric: str, value_now: Decimal | None, now: d
     then = covered(series, now - duration, duration)
     if then is None:
         return None
-    before: Decimal | None = getattr(then, metric)
+    before: Decimal | None = getattr(then, metric, None)
     if before is None or (before.is_infinite() and value_now.is_infinite()):
         return None  # no number is the difference of two infinities
     return value_now - before
