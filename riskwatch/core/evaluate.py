@@ -1,13 +1,15 @@
 """Pure evaluation: rules over a snapshot, then every alert one step through its lifecycle.
 
-``decide(rules, snapshot, alerts, now)`` is the whole functional core of a poll: no I/O,
-no clock, no globals. The daemon persists and delivers what it returns.
+``decide(rules, snapshot, alerts, now, builtin, history)`` is the whole functional core of
+a poll: no I/O, no clock, no globals. The daemon persists and delivers what it returns.
+Rules on ``drawdown`` or with ``change`` also read each account's recorded history
+(:mod:`riskwatch.core.history`); the other rules never look at it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +17,7 @@ from fnmatch import translate
 
 from riskwatch.core import builtin_alerts as builtins
 from riskwatch.core import lifecycle as lifecycle
+from riskwatch.core.history import History, Reading, Series, change, drawdown
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, Observation, Policy
 from riskwatch.core.measures import (
     ACCOUNT_METRICS,
@@ -39,6 +42,34 @@ def _fits(pattern: re.Pattern[str] | None, value: str | None) -> bool:
     return pattern is None or (value is not None and pattern.match(value) is not None)
 
 
+# An account metric that reads the account's history as well as its figures.
+HistoryMetric = Callable[[AccountFigures, Series | None, datetime], Reading]
+NO_HISTORY: History = {}
+
+
+def _history_metric(rule: Rule) -> HistoryMetric | None:
+    """The history metric of an account rule on ``drawdown`` or with ``change``, else None."""
+    if rule.scope != "account":
+        return None
+    if rule.metric == "drawdown":
+        window = rule.window
+        assert window is not None  # the loader requires it
+
+        def fall(figures: AccountFigures, series: Series | None, now: datetime) -> Reading:
+            return drawdown(series, figures.equity, now, window)
+
+        return fall
+    duration = rule.change
+    if duration is None:
+        return None
+    name, metric = rule.metric, ACCOUNT_METRICS[rule.metric]
+
+    def moved(figures: AccountFigures, series: Series | None, now: datetime) -> Reading:
+        return Reading(change(series, name, metric(figures, now), now, duration))
+
+    return moved
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     """A rule ready to evaluate: its policy, its metric function and its compiled globs."""
@@ -48,6 +79,7 @@ class CompiledRule:
     row_metric: RowMetric | None
     row_column: RowColumn | None
     account_metric: AccountMetric | None
+    history_metric: HistoryMetric | None = None
     exchange: re.Pattern[str] | None = None
     account: re.Pattern[str] | None = None
     symbol: re.Pattern[str] | None = None
@@ -57,6 +89,7 @@ class CompiledRule:
     def of(cls, rule: Rule) -> CompiledRule:
         """Compile a validated rule."""
         match = rule.match
+        history_metric = _history_metric(rule)
         return cls(
             rule=rule,
             policy=Policy.of(rule),
@@ -64,7 +97,9 @@ class CompiledRule:
             else None,
             row_column=ROW_COLUMNS[rule.metric].get(rule.scope) if rule.scope != "account"
             else None,
-            account_metric=ACCOUNT_METRICS[rule.metric] if rule.scope == "account" else None,
+            account_metric=ACCOUNT_METRICS[rule.metric]
+            if rule.scope == "account" and history_metric is None else None,
+            history_metric=history_metric,
             exchange=_globs(match.exchange) if match else None,
             account=_globs(match.account) if match else None,
             symbol=_globs(match.symbol) if match else None,
@@ -90,6 +125,15 @@ class CompiledRule:
     def filters_rows(self) -> bool:
         """Does the rule have symbol or market-type globs (else every row of its scope fits)?"""
         return self.symbol is not None or self.market_type is not None
+
+    def value_of(self, reading: Reading) -> Decimal | None:
+        """A history metric's value as the rule may use it: a lower bound counts only when it
+        already breaches the lowest level of an ``above`` rule (it cannot show safety)."""
+        value = reading.value
+        if reading.lower_bound and value is not None and (
+                self.policy.when != "above" or value < self.policy.levels[0][1]):
+            return None
+        return value
 
     def safe_without_alert(self, value: Decimal) -> bool:
         """On the safe side of the lowest level: with no alert held, nothing can happen."""
@@ -163,8 +207,9 @@ class _Table:
     """A few accounts laid out for evaluation a column at a time: every row of every
     account in one list, with the account and the alert symbol of each row."""
 
-    def __init__(self, accounts: Sequence[Account]) -> None:
+    def __init__(self, accounts: Sequence[Account], history: History = NO_HISTORY) -> None:
         self.accounts = accounts
+        self.history = history
         self.figures = [AccountFigures.of(account) for account in self.accounts]
         self.rows: list[Asset] = []
         self.owner: list[int] = []  # the account (index) of each row
@@ -248,7 +293,7 @@ CHUNK = 50
 
 def evaluate(
     rules: Sequence[CompiledRule], snapshot: Snapshot, alerts: Mapping[AlertKey, Alert],
-    now: datetime,
+    now: datetime, history: History = NO_HISTORY,
 ) -> Evaluation:
     """Evaluate every rule on every account of the snapshot.
 
@@ -268,25 +313,26 @@ def evaluate(
     for start in range(0, len(snapshot.accounts), CHUNK):
         chunk = snapshot.accounts[start:start + CHUNK]
         try:
-            tables.append(_evaluate_chunk(rules, chunk, now, alerts, result, seen))
+            tables.append(_evaluate_chunk(rules, _Table(chunk, history), now, alerts, result,
+                                          seen))
         except Exception:  # one account's numbers broke the arithmetic: find which
             for account in chunk:
-                table = _evaluate_alone(rules, account, now, alerts, result, seen)
+                table = _evaluate_alone(rules, _Table([account], history), now, alerts, result,
+                                        seen)
                 if table is not None:
                     tables.append(table)
     _observe_unmet(rules, tables, now, alerts, result, seen)
     return result
 
 
-def _evaluate_chunk(rules: Sequence[CompiledRule], accounts: Sequence[Account], now: datetime,
+def _evaluate_chunk(rules: Sequence[CompiledRule], table: _Table, now: datetime,
                     alerts: Mapping[AlertKey, Alert], result: Evaluation,
                     seen: set[int]) -> _Table:
     """Every rule over a few accounts; ``result`` and ``seen`` change only on success."""
     found = Evaluation()
     met: set[int] = set()
-    table = _Table(accounts)
     for compiled in rules:
-        if compiled.account_metric is not None:
+        if compiled.row_column is None:
             _account_rule(compiled, table, now, alerts, found, met)
         else:
             _row_rule(compiled, table, now, alerts, found, met)
@@ -296,15 +342,16 @@ def _evaluate_chunk(rules: Sequence[CompiledRule], accounts: Sequence[Account], 
     return table
 
 
-def _evaluate_alone(rules: Sequence[CompiledRule], account: Account, now: datetime,
+def _evaluate_alone(rules: Sequence[CompiledRule], table: _Table, now: datetime,
                     alerts: Mapping[AlertKey, Alert], result: Evaluation,
                     seen: set[int]) -> _Table | None:
     """One account on its own; if it cannot be computed, an ``account-error`` for it alone.
 
     Its alerts are then not met and not in any table, so they stay exactly as they were.
     """
+    account = table.accounts[0]
     try:
-        return _evaluate_chunk(rules, [account], now, alerts, result, seen)
+        return _evaluate_chunk(rules, table, now, alerts, result, seen)
     except Exception as error:
         message = f"its numbers could not be computed ({type(error).__name__})"
         result.unreadable.append(AccountProblem(account.name, message, account.exchange))
@@ -328,9 +375,11 @@ def _row_rule(compiled: CompiledRule, table: _Table, now: datetime,
 def _account_rule(compiled: CompiledRule, table: _Table, now: datetime,
                   alerts: Mapping[AlertKey, Alert], result: Evaluation, seen: set[int]) -> None:
     metric = compiled.account_metric
-    assert metric is not None
     fitting = [a for a, account in enumerate(table.accounts) if compiled.fits_account(account)]
-    values = [metric(table.figures[a], now) for a in fitting]
+    if metric is not None:
+        values = [metric(table.figures[a], now) for a in fitting]
+    else:
+        values = [_history_value(compiled, table, a, now) for a in fitting]
     name = compiled.rule.name
     for index in _unknown(values):
         _record_unknown(result, seen, alerts, (name, table.accounts[fitting[index]].name, ""))
@@ -339,6 +388,15 @@ def _account_rule(compiled: CompiledRule, table: _Table, now: datetime,
     _record_hits(compiled, [(name, account.name, "") for account, _ in hits],
                  [account.exchange for account, _ in hits], [value for _, value in hits],
                  now, alerts, result, seen)
+
+
+def _history_value(compiled: CompiledRule, table: _Table, account: int,
+                   now: datetime) -> Decimal | None:
+    """A history rule's value for one account of the table."""
+    metric = compiled.history_metric
+    assert metric is not None
+    series = table.history.get(table.accounts[account].name)
+    return compiled.value_of(metric(table.figures[account], series, now))
 
 
 def _unknown(values: list[Decimal | None]) -> list[int]:
@@ -418,6 +476,8 @@ def _current_value(compiled: CompiledRule, table: _Table, account: int, label: s
     figures = table.figures[account]
     if compiled.account_metric is not None:
         return compiled.account_metric(figures, now)
+    if compiled.history_metric is not None:
+        return _history_value(compiled, table, account, now)
     row = table.find(account, label)
     if row is None or not compiled.fits_asset(table.rows[row]):
         return None
@@ -447,9 +507,14 @@ def decide(
     alerts: Mapping[AlertKey, Alert],
     now: datetime,
     builtin: Sequence[tuple[Policy, Observation]] = (),
+    history: History = NO_HISTORY,
 ) -> Decisions:
-    """One poll's decisions. ``snapshot`` is None when the poll failed: rule alerts stay."""
-    evaluation = evaluate(rules, snapshot, alerts, now) if snapshot else Evaluation()
+    """One poll's decisions. ``snapshot`` is None when the poll failed: rule alerts stay.
+
+    ``history`` is each account's recorded series (account name -> series), read only by
+    rules on ``drawdown`` or with ``change``; an account without one has no history yet.
+    """
+    evaluation = evaluate(rules, snapshot, alerts, now, history) if snapshot else Evaluation()
     decisions = Decisions(skipped=evaluation.skipped)
     builtin = builtins.with_problems(builtin, evaluation.unreadable)
     for policy, observation in [*builtin, *evaluation.observations]:
@@ -515,10 +580,11 @@ class Breach:
     detail: str = ""
 
 
-def breaches(rules: Sequence[CompiledRule], snapshot: Snapshot, now: datetime) -> list[Breach]:
+def breaches(rules: Sequence[CompiledRule], snapshot: Snapshot, now: datetime,
+             history: History = NO_HISTORY) -> list[Breach]:
     """Every breach in the snapshot, and every account problem as an ``account-error``."""
     found: list[Breach] = []
-    evaluation = evaluate(rules, snapshot, {}, now)
+    evaluation = evaluate(rules, snapshot, {}, now, history)
     for policy, seen in evaluation.observations:
         hit = policy.breached(seen.value, None) if seen.value is not None else None
         if hit is not None and seen.value is not None:

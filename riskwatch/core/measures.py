@@ -10,6 +10,14 @@ Account margin balance (first that is known):
   3. the account's equity as the cached endpoint reports it (``equity``, else the sum of
      ``equities[].total_equity``).
 Account equity: the reported equity (cached endpoint), else the account margin balance.
+
+Liquidation buffer: (account margin balance - sum of position maintenance margins) / gross
+notional, the adverse move (a fraction of notional) that brings the account to its
+maintenance margin. Unknown when any input is, and when the gross notional is zero: an
+account without positions has no buffer to speak of (not an infinite one).
+
+Drawdown needs stored history, so its formula is in :mod:`riskwatch.core.history`; it is
+named here (``HISTORY_METRICS``) so that rules can be checked against every metric.
 """
 
 from __future__ import annotations
@@ -182,6 +190,15 @@ def _account_margin_ratio(margin: Callable[[Asset], Decimal | None]) -> AccountM
     return metric
 
 
+def _liquidation_buffer(figures: AccountFigures, _now: datetime) -> Decimal | None:
+    """(margin balance - sum of maintenance margins) / gross notional; see the docstring."""
+    maint = _sum_known(p.maint_margin for p in figures.positions)
+    balance, gross = figures.margin_balance, figures.gross_notional
+    if maint is None or balance is None or gross is None or gross <= 0:
+        return None
+    return (balance - maint) / gross
+
+
 def _data_age(figures: AccountFigures, now: datetime) -> Decimal | None:
     taken_at = figures.account.taken_at
     if taken_at is None:
@@ -220,7 +237,11 @@ ACCOUNT_METRICS: dict[str, AccountMetric] = {
     "unrealized_pnl": lambda f, _now: _sum_known(p.unrealized_profit for p in f.positions),
     "equity": lambda f, _now: f.equity,
     "data_age": _data_age,
+    "liquidation_buffer": _liquidation_buffer,
 }
+
+# Account metrics computed from the stored history of the account as well as the snapshot.
+HISTORY_METRICS: frozenset[str] = frozenset({"drawdown"})
 
 
 def ratio_or_none(numerator: Decimal | None, denominator: Decimal | None) -> Decimal | None:
@@ -233,15 +254,16 @@ def ratio_or_none(numerator: Decimal | None, denominator: Decimal | None) -> Dec
 def scopes_of(metric: str) -> tuple[Scope, ...]:
     """The scopes a metric can be evaluated in; empty for an unknown metric."""
     scopes: list[Scope] = list(ROW_METRICS.get(metric, {}))
-    if metric in ACCOUNT_METRICS:
+    if metric in ACCOUNT_METRICS or metric in HISTORY_METRICS:
         scopes.append("account")
     return tuple(scopes)
 
 
-ALL_METRICS: tuple[str, ...] = tuple(sorted(set(ROW_METRICS) | set(ACCOUNT_METRICS)))
+ALL_METRICS: tuple[str, ...] = tuple(sorted(set(ROW_METRICS) | set(ACCOUNT_METRICS)
+                                            | HISTORY_METRICS))
 
 # How values are shown to people (Slack, CLI): ratios as percentages, money with units.
 RATIO_METRICS = frozenset({"maint_margin_ratio", "initial_margin_ratio", "notional_pct_total",
-                           "roe"})
+                           "roe", "liquidation_buffer", "drawdown"})
 MONEY_METRICS = frozenset({"notional", "gross_notional", "unrealized_pnl", "equity"})
 LEVERAGE_METRICS = frozenset({"leverage", "effective_leverage"})

@@ -89,16 +89,37 @@ def _duration(value: object) -> timedelta:
     return parse_duration(value)
 
 
+_DURATION_FORMS: list[dict[str, Any]] = [
+    {"type": "string", "pattern": DURATION_PATTERN},
+    {**_number_schema(minimum=0, exclusiveMaximum=DURATION_LIMIT),
+     "description": "a number of seconds"},
+]
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
+    WithJsonSchema({"anyOf": _DURATION_FORMS,
+                    "description": "30s, 5m, 2h, 1d, or a number of seconds"}),
+]
+
+
+def _window(value: object) -> object:
+    """``day`` as it is; anything else as a duration."""
+    if value == "day":
+        return value
+    try:
+        return _duration(value)
+    except ValueError:
+        raise ValueError(f"invalid window {str(value)[:40]!r}: use a duration (24h, 30m, "
+                         "1d) or day (since 00:00 UTC)") from None
+
+
+# A drawdown window: a duration, or ``day`` (since 00:00 UTC).
+Window = Annotated[
+    timedelta | Literal["day"],
+    BeforeValidator(_window),
     WithJsonSchema({
-        "anyOf": [
-            {"type": "string", "pattern": DURATION_PATTERN},
-            {**_number_schema(minimum=0, exclusiveMaximum=DURATION_LIMIT),
-             "description": "a number of seconds"},
-        ],
-        "description": "30s, 5m, 2h, 1d, or a number of seconds",
+        "anyOf": [{"const": "day", "description": "since 00:00 UTC"}, *_DURATION_FORMS],
+        "description": "a duration (24h) or day (since 00:00 UTC)",
     }),
 ]
 Threshold = Annotated[Decimal | None, BeforeValidator(check_number),
@@ -188,6 +209,8 @@ class Rule(_Strict):
     channel: str | None = None
     runbook: str | None = None
     action: Action | None = None
+    window: Window | None = None  # drawdown only
+    change: Duration | None = None  # account metrics: compare the change over this duration
 
     @field_validator("metric")
     @classmethod

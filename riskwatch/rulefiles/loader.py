@@ -12,6 +12,7 @@ import types
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,23 @@ from typing import Any
 import yaml
 from pydantic import (
     BaseModel,
+    TypeAdapter,
     ValidationError,
 )
 
+from riskwatch.core.history import CHANGE_METRICS, KEEP
 from riskwatch.core.measures import scopes_of
 from riskwatch.core.rules import (
     BUILTIN_RULES,
     SEVERITIES,
     Action,
     Defaults,
+    Duration,
     Levels,
     Match,
     Rule,
     RuleFile,
+    Window,
     check_number,
     suggest,
 )
@@ -40,6 +45,8 @@ from riskwatch.rulefiles import yamlpos
 
 MAX_FILE_BYTES = 1_048_576
 MAX_PROBLEMS_PER_FILE = 200
+_WINDOW: TypeAdapter[timedelta | str] = TypeAdapter(Window)
+_DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
 
 
 def rule_files(paths: Iterable[Path]) -> list[Path]:
@@ -267,6 +274,10 @@ class _Facts:
     match_keys: tuple[str, ...] = ()  # match keys given a value
     has_action: bool = False
     action_at: str | None = None  # when the action is well-formed
+    window: timedelta | str | None = None  # when well-formed
+    has_window: bool = False
+    change: timedelta | None = None  # when well-formed
+    has_change: bool = False
 
 
 def _facts_of_rule(rule: Rule) -> _Facts:
@@ -277,6 +288,8 @@ def _facts_of_rule(rule: Rule) -> _Facts:
                          if rule.match is not None and getattr(rule.match, key) is not None),
         has_action=rule.action is not None,
         action_at=rule.action.at if rule.action is not None else None,
+        window=rule.window, has_window=rule.window is not None,
+        change=rule.change, has_change=rule.change is not None,
     )
 
 
@@ -287,7 +300,13 @@ def _facts_of_entry(raw: dict[str, Any], bad: set[str]) -> _Facts:
         return raw.get(key, default) if key not in bad else None
 
     facts = _Facts(name=good("name"), scope=good("scope"), metric=good("metric"),
-                   when=good("when", "above"), has_action=raw.get("action") is not None)
+                   when=good("when", "above"), has_action=raw.get("action") is not None,
+                   has_window=raw.get("window") is not None,
+                   has_change=raw.get("change") is not None)
+    if facts.has_window and "window" not in bad:
+        facts.window = _WINDOW.validate_python(raw["window"])
+    if facts.has_change and "change" not in bad:
+        facts.change = _DURATION.validate_python(raw["change"])
     levels = raw.get("levels")
     if isinstance(levels, dict):
         facts.levels = {}
@@ -342,7 +361,39 @@ def _cross_checks(facts: _Facts) -> list[tuple[tuple[str, ...], str]]:
             and facts.action_at not in facts.levels):
         problems.append((("action", "at"), f"action.at: level {facts.action_at!r} is not "
                                            "defined in levels"))
+    problems.extend(_history_checks(facts))
     return problems
+
+
+def _history_checks(facts: _Facts) -> list[tuple[tuple[str, ...], str]]:
+    """``window`` belongs to drawdown and ``change`` to the account metrics history keeps;
+    both look back more than nothing and no further than the history is kept."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if facts.metric == "drawdown" and not facts.has_window:
+        problems.append((("metric",), "metric 'drawdown' needs a window: a duration (24h) "
+                                      "or day (since 00:00 UTC)"))
+    if facts.has_window and facts.metric is not None and facts.metric != "drawdown":
+        problems.append((("window",), "window applies only to metric 'drawdown'"))
+    if isinstance(facts.window, timedelta):
+        problems.extend((("window",), f"window: {message}")
+                        for message in _look_back_problems(facts.window))
+    if facts.has_change and facts.scope is not None and facts.scope != "account":
+        problems.append((("change",), "change applies only to scope 'account'"))
+    elif facts.has_change and facts.metric is not None and facts.metric not in CHANGE_METRICS:
+        problems.append((("change",), f"change: metric {facts.metric!r} is not kept in "
+                                      f"history (change works on: {', '.join(CHANGE_METRICS)})"))
+    if facts.change is not None:
+        problems.extend((("change",), f"change: {message}")
+                        for message in _look_back_problems(facts.change))
+    return problems
+
+
+def _look_back_problems(duration: timedelta) -> list[str]:
+    if duration <= timedelta(0):
+        return ["must be longer than 0s"]
+    if duration > KEEP:
+        return [f"longer than the history kept ({KEEP.days} days)"]
+    return []
 
 
 def check_rule(rule: Rule) -> list[tuple[tuple[str, ...], str]]:

@@ -4,6 +4,9 @@ A test file names rule files and, per test, a series of snapshots at given times
 alerts expected at given times. The runner evaluates the rules every ``interval`` (as
 the daemon polls) on the latest snapshot, through the real lifecycle, and compares the
 alerts that are pending, firing, or resolved at that moment with the expectation.
+Each evaluation also records every account's figures in a history that starts empty, as
+the daemon records each successful poll, so ``drawdown`` and ``change`` rules see the
+earlier steps of the test (and nothing before its start).
 
 ```yaml
 rule_files: [../default.yaml]        # relative to this file
@@ -41,6 +44,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from riskwatch.core.evaluate import CompiledRule, compile_rules, decide
+from riskwatch.core.history import Series, append, points_of
 from riskwatch.core.lifecycle import Alert, AlertKey, State
 from riskwatch.core.rules import Duration, Severity
 from riskwatch.core.snapshot import Account, Asset, Snapshot
@@ -176,11 +180,16 @@ def run_test(test: RuleTest, rules: list[CompiledRule]) -> list[str]:
     end = max([s.at for s in snapshots] + [e.at for e in test.expect])
     times = _timeline(test.interval, end, set(expectations))
     alerts: dict[AlertKey, Alert] = {}
+    history: dict[str, Series] = {}
     for offset in times:
         now = START + offset
         current = [s for s in snapshots if s.at <= offset]
         snapshot = _snapshot(current[-1], now) if current else None
-        decisions = decide(rules, snapshot, alerts, now)
+        decisions = decide(rules, snapshot, alerts, now, history=history)
+        if snapshot is not None:  # recorded after the poll is decided, as the daemon does
+            for name, point in points_of(snapshot, now).items():
+                history[name] = append(history.get(name, Series(interval=test.interval)),
+                                       point)
         for key in decisions.dropped:
             alerts.pop(key, None)
         alerts.update(decisions.changed)

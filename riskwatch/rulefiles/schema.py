@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from riskwatch.core.history import CHANGE_METRICS
 from riskwatch.core.measures import ALL_METRICS, scopes_of
 from riskwatch.core.rules import BUILTIN_RULES, SEVERITIES, RuleFile
 
@@ -18,7 +19,8 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "riskwatch rule file"
     schema["$comment"] = ("`riskwatch rules validate` also checks what JSON Schema cannot "
-                          "state: thresholds in order, and rule names unique across files.")
+                          "state: thresholds in order, rule names unique across files, and "
+                          "window and change between 0s and the 90 days history is kept.")
     rule = schema["$defs"]["Rule"]
     properties = rule["properties"]
     properties["metric"]["enum"] = list(ALL_METRICS)
@@ -53,5 +55,23 @@ def json_schema() -> dict[str, Any]:
         {"if": scope_is("account", "asset"),
          "then": {"properties": {"action": {"type": "null"}}}},
         *(action_at(level) for level in SEVERITIES),
+        *_history_conditions(),
     ]
     return schema
+
+
+def _given(key: str) -> dict[str, Any]:
+    """The rule sets ``key`` to something other than null."""
+    return {"properties": {key: {"not": {"type": "null"}}}, "required": [key]}
+
+
+def _history_conditions() -> list[dict[str, Any]]:
+    """drawdown needs a window and only it takes one; change fits the metrics history keeps."""
+    drawdown = {"properties": {"metric": {"const": "drawdown"}}, "required": ["metric"]}
+    return [
+        {"if": drawdown, "then": _given("window")},
+        {"if": _given("window"), "then": drawdown},
+        {"if": _given("change"),
+         "then": {"properties": {"scope": {"const": "account"},
+                                 "metric": {"enum": list(CHANGE_METRICS)}}}},
+    ]

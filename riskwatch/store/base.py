@@ -21,6 +21,7 @@ from riskwatch.core.lifecycle import Alert, AlertKey
 from riskwatch.core.silences import Silence
 from riskwatch.errors import NotLeading
 from riskwatch.store.codec import decode_alert, encode_alert
+from riskwatch.store.history import HISTORY_DDL, HistoryStore
 
 _SCHEMA_STEPS: list[str] = [
     # version 1
@@ -79,6 +80,8 @@ _SCHEMA_STEPS: list[str] = [
     """
     ALTER TABLE silences ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
     """,
+    # version 7: each account's figures after each poll (riskwatch/store/history.py)
+    HISTORY_DDL,
 ]
 # run first in a fenced transaction: touches one row while the epoch is still ours
 FENCE_SQL = "UPDATE leadership SET epoch = epoch WHERE id = 1 AND epoch = ?"
@@ -132,7 +135,7 @@ class NewMessage:
     payload: dict[str, Any]
 
 
-class Store(ABC):
+class Store(HistoryStore, ABC):
     """State that a restart must not forget, shared by replicas where the engine allows.
 
     Fencing: a process that takes the lead raises the leadership epoch and keeps the new
@@ -420,7 +423,9 @@ class Store(ABC):
         updates it; a silence 30 days after it ended; a message Slack refused for good
         30 days after it was made; a leverage decision a year after it was made.
         Waiting messages and alerts are never pruned (resolved alerts leave the store a
-        day after they resolve, at the next poll). Run by the leader; one transaction.
+        day after they resolve, at the next poll). Run by the leader; one transaction,
+        then the history's own (:meth:`prune_history`: raw points downsampled after 48 h,
+        dropped after 90 days; its rows removed count too).
         """
         keep = retention if retention is not None else Retention()
         live = {tuple(key) for key in self._query("SELECT rule, account, symbol FROM alerts")}
@@ -447,7 +452,8 @@ class Store(ABC):
         ]
         if statements:
             self._write(statements)
-        return len(messages) + len(silences) + len(refused) + len(audit)
+        return (len(messages) + len(silences) + len(refused) + len(audit)
+                + self.prune_history(now))
 
 
 def _outbox_rows(rows: list[tuple[Any, ...]]) -> list[OutboxRow]:

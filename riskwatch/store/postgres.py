@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from riskwatch.errors import NotLeading, StoreError
 from riskwatch.store.base import FENCE_SQL, Store, schema_steps
@@ -85,6 +86,26 @@ class PostgresStore(Store):
                     raise NotLeading("another replica took the lead")
                 for sql, args in statements:
                     self._db.execute(_PLACEHOLDER.sub("%s", sql), args)
+        except psycopg.Error as error:
+            raise self._fail(error) from None
+
+    def _write_rows(self, statements: Iterable[tuple[str, tuple[Any, ...]]], table: str,
+                    columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+                    fence: int | None = None) -> None:
+        """``statements``, then ``rows`` with one ``COPY``, in one transaction."""
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        try:
+            with self._db.transaction():
+                if fence is not None and self._db.execute(
+                        _PLACEHOLDER.sub("%s", FENCE_SQL), (fence,)).rowcount != 1:
+                    raise NotLeading("another replica took the lead")
+                for statement, args in statements:
+                    self._db.execute(_PLACEHOLDER.sub("%s", statement), args)
+                if rows:
+                    with self._db.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                        for row in rows:
+                            copy.write_row(row)
         except psycopg.Error as error:
             raise self._fail(error) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,6 +64,27 @@ class SqliteStore(Store):
                     raise NotLeading("another process took the lead")
                 for sql, args in statements:
                     self._db.execute(sql, args)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise StoreError(f"state store {self.path}: {error}") from error
+
+    def _write_rows(self, statements: Iterable[tuple[str, tuple[Any, ...]]], table: str,
+                    columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
+                    fence: int | None = None) -> None:
+        """``statements``, then ``rows`` with one ``executemany``, in one transaction."""
+        marks = ", ".join("?" * len(columns))
+        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - fixed names
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if fence is not None and self._db.execute(FENCE_SQL, (fence,)).rowcount != 1:
+                    raise NotLeading("another process took the lead")
+                for sql, args in statements:
+                    self._db.execute(sql, args)
+                self._db.executemany(insert, rows)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

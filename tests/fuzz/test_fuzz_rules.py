@@ -14,6 +14,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from riskwatch.core.history import CHANGE_METRICS
 from riskwatch.core.measures import ALL_METRICS, scopes_of
 from riskwatch.core.rules import SEVERITIES
 from riskwatch.errors import RulesError
@@ -152,6 +153,8 @@ RULE_KEYS = {
     "channel": st.sampled_from(["#risk", 3, None]), "description": st.sampled_from(["d", None]),
     "runbook": st.sampled_from(["https://x", None]), "for_": st.just("30s"),
     "levles": st.just({"warning": 1}),
+    "window": st.one_of(st.just("day"), st.just("Day"), DURATIONS),
+    "change": DURATIONS,
 }
 FINITE = st.one_of(st.integers(-10**9, 10**9), st.floats(-1e300, 1e300, allow_nan=False))
 
@@ -177,6 +180,10 @@ def good_rule(draw: st.DrawFn, index: int) -> dict[str, object]:
     for key in ("for", "keep_firing_for", "repeat"):
         if draw(st.booleans()):
             rule[key] = draw(st.sampled_from(["30s", "5m", "2h", "1d", 0, 15]))
+    if metric == "drawdown":
+        rule["window"] = draw(st.sampled_from(["day", "24h", "15m", 3600]))
+    elif metric in CHANGE_METRICS and scope == "account" and draw(st.booleans()):
+        rule["change"] = draw(st.sampled_from(["15m", "1h", "1d", 900]))
     return rule
 
 
@@ -206,7 +213,9 @@ DEFAULTS = st.one_of(st.none(), st.sampled_from([[], "x"]), st.fixed_dictionarie
     "for": DURATIONS, "repeat": DURATIONS, "hysteresis": NUMBERS,
     "send_resolved": st.sampled_from([True, "no", None]), "channel": st.sampled_from(["#x", 1]),
     "levels": st.just({"warning": 1})}))
-BLIND = ("thresholds out of order", "duplicate rule name")  # JSON Schema cannot compare values
+# JSON Schema cannot compare values, nor measure a duration written as text
+BLIND = ("thresholds out of order", "duplicate rule name", "window: longer than",
+         "window: must be longer", "change: longer than", "change: must be longer")
 
 
 @settings(max_examples=RULE_FILE_EXAMPLES, deadline=None,

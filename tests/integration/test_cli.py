@@ -216,7 +216,7 @@ def test_rules_test_passes_shipped_tests_and_explains_a_failure(tmp_path: Path) 
     shipped = Path(__file__).parent.parent.parent / "rules" / "tests" / "default_test.yaml"
     ok = riskwatch("rules", "test", str(shipped))
     assert ok.returncode == 0, ok.stdout
-    assert ok.stdout.strip().endswith("7 passed, 0 failed")
+    assert ok.stdout.strip().endswith("10 passed, 0 failed")
     (tmp_path / "r.yaml").write_text("rules:\n  - name: lev\n    scope: position\n"
                                      "    metric: leverage\n    levels: {warning: 10}\n")
     wrong = tmp_path / "wrong_test.yaml"

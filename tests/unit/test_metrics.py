@@ -15,6 +15,7 @@ from riskwatch.core.measures import (
     ratio,
     scopes_of,
 )
+from riskwatch.core.snapshot import Asset
 from riskwatch.source.adapters import from_cached, from_live
 from tests.helpers import T0, account, at, payload, position, token
 
@@ -31,14 +32,15 @@ def _cached() -> dict[str, AccountFigures]:
     return {a.name: AccountFigures.of(a) for a in snapshot.accounts}
 
 
-def test_there_are_twelve_metric_definitions() -> None:
-    """SPEC §3 lists twelve metric/scope rows; the tables hold exactly those."""
+def test_there_are_fourteen_metric_definitions() -> None:
+    """SPEC §3 lists fourteen metric/scope rows; the tables hold exactly those."""
     rows = sum(len(scopes_of(name)) for name in ALL_METRICS)
-    assert len(ALL_METRICS) == 11  # the 12 SPEC rows name 11 metrics (one row has 2 scopes)
-    assert rows == 16  # every scope each SPEC row lists
+    assert len(ALL_METRICS) == 13  # the 14 SPEC rows name 13 metrics (one row has 2 scopes)
+    assert rows == 18  # every scope each SPEC row lists
     assert set(ACCOUNT_METRICS) == {"maint_margin_ratio", "initial_margin_ratio",
                                     "effective_leverage", "gross_notional", "unrealized_pnl",
-                                    "equity", "data_age"}
+                                    "equity", "data_age", "liquidation_buffer"}
+    assert scopes_of("drawdown") == ("account",)
 
 
 def test_margin_balance_fallback_on_live_reference() -> None:
@@ -99,6 +101,36 @@ def test_account_metrics_on_live_reference() -> None:
     assert values["unrealized_pnl"] == D("24.6772")
     assert values["equity"] == D("298.90609459")
     assert values["data_age"] == D(0)
+    assert values["liquidation_buffer"] == (
+        (D("298.90609459") - D("16.90546734")) / D("3051.5284"))
+
+
+def test_liquidation_buffer_by_hand() -> None:
+    """Balance 1000, maintenance 100 + 50, gross notional |4000| + |-6000|: (1000-150)/10000."""
+    figures = AccountFigures.of(account(
+        "a", position("A", notional="4000", maint_margin="100", margin_balance="1000"),
+        position("B", notional="-6000", maint_margin="50", margin_balance="1000")))
+    assert ACCOUNT_METRICS["liquidation_buffer"](figures, T0) == D("0.085")
+
+
+def test_liquidation_buffer_is_negative_past_maintenance() -> None:
+    """Maintenance above the balance: the account is already past it, the buffer negative."""
+    figures = AccountFigures.of(account(
+        "a", position("A", notional="1000", maint_margin="300", margin_balance="200")))
+    assert ACCOUNT_METRICS["liquidation_buffer"](figures, T0) == D("-0.1")
+
+
+@pytest.mark.parametrize("rows", [
+    (position("A", notional="1000", maint_margin=None, margin_balance="200"),),  # maint unknown
+    (position("A", notional=None, maint_margin="10", margin_balance="200"),),  # notional unknown
+    (position("A", notional="0", maint_margin="0", margin_balance="200"),),  # zero notional
+    (),  # no positions: no buffer to speak of (no margin balance either)
+    (token("USDT", "perp", margin_balance="100"),),  # no positions, a known balance
+])
+def test_liquidation_buffer_unknown_without_its_inputs(rows: tuple[Asset, ...]) -> None:
+    """Unknown inputs, and a zero gross notional, give an unknown buffer, never zero."""
+    figures = AccountFigures.of(account("a", *rows))
+    assert ACCOUNT_METRICS["liquidation_buffer"](figures, T0) is None
 
 
 def test_notional_pct_total_computed_when_absent() -> None:
