@@ -122,10 +122,20 @@ def point_of(figures: AccountFigures, at: datetime) -> Point:
 
 
 def points_of(snapshot: Snapshot, now: datetime) -> dict[str, Point]:
-    """One point per account of a snapshot, at the time its data was taken (never after now)."""
-    return {account.name: point_of(AccountFigures.of(account),
-                                   min(account.taken_at or now, now))
-            for account in snapshot.accounts}
+    """One point per account of a snapshot, at the time its data was taken (never after now).
+
+    An account whose figures break the arithmetic (a number like ``1E-999999``) makes no
+    point: evaluation already reports it as an account-error, and a gap is never read as
+    a value.
+    """
+    points = {}
+    for account in snapshot.accounts:
+        try:
+            points[account.name] = point_of(AccountFigures.of(account),
+                                            min(account.taken_at or now, now))
+        except ArithmeticError:
+            continue
+    return points
 
 
 def tolerance(duration: timedelta, interval: timedelta) -> timedelta:

@@ -167,6 +167,7 @@ class Daemon:
             return
         self._pruned_at = now
         removed = self.store.prune(now)
+        self.poll.history.trim(now)
         if removed:
             log.info("state store pruned", rows=removed)
 

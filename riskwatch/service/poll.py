@@ -1,6 +1,6 @@
 """One poll, as a pipeline of values:
 
-    fetch → decide → plan actions → execute → finish → plan messages → save
+    fetch → decide → plan actions → execute → finish → plan messages → save → history
 
 Each step returns new values and changes none it was given; :meth:`Poll.run` shows the
 order in one place. The source and the store are the only I/O besides the actor's
@@ -19,12 +19,14 @@ from riskwatch.config.settings import Settings
 from riskwatch.core import builtin_alerts
 from riskwatch.core.evaluate import CompiledRule, Decisions, decide
 from riskwatch.core.finish import finish, with_threads
+from riskwatch.core.history import points_of
 from riskwatch.core.lifecycle import Alert, AlertKey
 from riskwatch.core.silences import Silence
 from riskwatch.core.snapshot import Snapshot, only_accounts
 from riskwatch.errors import NotLeading, StoreError, TreadAuthError, TreadError
 from riskwatch.memory import paused_gc, release_memory
 from riskwatch.notify.plan import Router, plan_messages
+from riskwatch.service.history_book import HistoryBook
 from riskwatch.service.leverage_actor import NOTHING_TO_DO, ActionReport, Actor
 from riskwatch.service.rule_source import RuleSource
 from riskwatch.service.telemetry import Telemetry
@@ -64,6 +66,7 @@ class Poll:
         self.monotonic = monotonic
         self.sent = sent  # wakes the deliverer when a poll stored messages
         self.alerts: dict[AlertKey, Alert] = {}
+        self.history = HistoryBook(settings.poll_interval)
         self.started_at = clock()  # source-down counts from here until data comes
         self.timeline = Timeline()
         self.last_good_data: datetime | None = None
@@ -80,6 +83,7 @@ class Poll:
         """This process now leads: start from the stored alert states."""
         self.alerts = self.store.load_alerts()
         self.started_at = self.clock()  # source-down counts from the start of our lead
+        self.history.load(self.store, self.rules.rules, self.started_at)
         log.info("leading: this process polls, notifies and acts", alerts=len(self.alerts))
 
     async def run(self) -> PollReport:
@@ -98,6 +102,7 @@ class Poll:
         # staleness is judged when the answer (or the deadline) came, not when it was asked
         # for: a hung call then costs one deadline, not two
         now = max(now, self.clock())
+        self.history.follow(self.store, rules, now)
         outcome, decisions = self._decide(rules, outcome, now)
         self._log_poll(outcome, decisions)
         muting = self.store.silences()
@@ -109,6 +114,7 @@ class Poll:
         finished = with_threads(finished, planned.threads)
         self.store.save_poll(finished.changed, finished.dropped, planned.messages, now)
         self._keep(finished)
+        self._record_history(outcome.snapshot, now)
         if planned.messages:
             self.sent()
         self._settle(outcome, now)
@@ -179,7 +185,8 @@ class Poll:
         observations = builtin_alerts.observe(outcome, now, self.settings.stale_limit)
         observations.append(builtin_alerts.rules_invalid(self.rules.error))
         with paused_gc():
-            return decide(rules, outcome.snapshot, self.alerts, now, observations)
+            return decide(rules, outcome.snapshot, self.alerts, now, observations,
+                          history=self.history.view())
 
     async def _act(self, rules: Sequence[CompiledRule], decisions: Decisions,
                    snapshot: Snapshot | None, muting: Sequence[Silence],
@@ -199,6 +206,23 @@ class Poll:
             self.alerts.pop(key, None)
         self.alerts.update(finished.changed)
         self.count += 1
+
+    def _record_history(self, snapshot: Snapshot | None, now: datetime) -> None:
+        """A good poll's point per account, in the store and in memory (after deciding, so
+        the history a poll reads holds only earlier polls). History serves the status page
+        and the history rules; failing to store it must not stop the alerts."""
+        if snapshot is None:
+            return
+        try:
+            points = points_of(snapshot, now)
+            self.store.record_history(points, now)
+        except NotLeading:
+            raise
+        except Exception as error:  # the alerts are stored already: history must not undo that
+            log.warning("could not record this poll's history; alerts are unaffected",
+                        error=describe(error))
+            return
+        self.history.add(points)
 
     def _settle(self, outcome: builtin_alerts.PollOutcome, now: datetime) -> None:
         """The poll is stored: only now does it count as a success for ``source-down``."""

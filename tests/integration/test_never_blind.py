@@ -150,10 +150,10 @@ def test_an_unexpected_error_anywhere_in_a_poll_is_a_counted_failure(
     real_decide = getattr(poll_module, "decide")  # noqa: B009 - the name the poll uses
     broken = {"on": True}
 
-    def decide(rules: Any, snapshot: Any, *args: Any) -> Any:
+    def decide(rules: Any, snapshot: Any, *args: Any, **named: Any) -> Any:
         if snapshot is not None and broken["on"]:
             raise ZeroDivisionError("a bug nobody foresaw")
-        return real_decide(rules, snapshot, *args)
+        return real_decide(rules, snapshot, *args, **named)
 
     monkeypatch.setattr(poll_module, "decide", decide)
     reasons: list[list[str]] = []
