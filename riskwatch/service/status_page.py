@@ -120,7 +120,11 @@ def chart(series: Series, start: datetime, end: datetime) -> str:
              f'aria-label="{_e(series.title)}">',
              f'<text x="2" y="12" font-size="11">{_number(high, series.percent)}</text>',
              f'<text x="2" y="{CHART_HEIGHT - 4}" font-size="11">'
-             f"{_number(low, series.percent)}</text>"]
+             f"{_number(low, series.percent)}</text>",
+             f'<text x="{PAD}" y="{CHART_HEIGHT - 4}" font-size="10" fill="#6b7280" '
+             f'dx="40">{start:%d %b %H:%M}</text>',
+             f'<text x="{CHART_WIDTH - PAD}" y="{CHART_HEIGHT - 4}" font-size="10" '
+             f'fill="#6b7280" text-anchor="end">{end:%d %b %H:%M} UTC</text>']
     for severity, level in series.levels:
         colour = LEVEL_COLOURS.get(severity, "#6b7280")
         parts.append(f'<line class="level" data-severity="{_e(severity)}" x1="{PAD}" '
@@ -141,6 +145,7 @@ def chart(series: Series, start: datetime, end: datetime) -> str:
 def _page(title: str, body: Sequence[str]) -> str:
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            '<link rel="icon" href="data:,">'
             f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">'
             f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
             + "".join(body) + "</body></html>")
