@@ -29,7 +29,7 @@ from riskwatch.store import open_store
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import Clock, cached_with_ratio, drive, settings_for
 
-TOKEN = "page-token-0123456789"  # noqa: S105 - the test's own token
+TOKEN = "page-token-0123456789"
 CHART_RULES = """
 rules:
   - name: desk-margin
@@ -119,7 +119,8 @@ def test_pages_load_with_charts_and_levels_and_no_console_error(
         page = context.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))
-        assert page.goto(f"{site}/").status == 200
+        opened = page.goto(f"{site}/")
+        assert opened is not None and opened.status == 200
         assert page.locator("h1").inner_text() == "riskwatch"
         rows = page.locator("table").first.locator("tbody tr")
         assert rows.count() >= 1
