@@ -33,6 +33,7 @@ from riskwatch.notify.plan import Router
 from riskwatch.service.health import ServiceHealth, Watch
 from riskwatch.service.heartbeat import Heartbeat
 from riskwatch.service.http import Health, WebServer
+from riskwatch.service.interactions import SlackInteractions
 from riskwatch.service.leadership import Leadership
 from riskwatch.service.leverage_actor import Actor
 from riskwatch.service.poll import Clock, Monotonic, Poll, PollReport, describe
@@ -67,7 +68,8 @@ class Daemon:
         self.clock = clock
         self.telemetry = telemetry = telemetry or Telemetry()
         self.deliverer = Deliverer(store, router, clock, Redactor(settings.secrets()).mask,
-                                   telemetry)
+                                   telemetry, settings.slack_operators
+                                   if settings.slack_buttons else ())
         self.rule_source = RuleSource(settings.rules, rules, telemetry)
         self.leadership = Leadership(store, self.deliverer, telemetry)
         self.poll = Poll(settings, self.rule_source, store, client, router,
@@ -86,6 +88,10 @@ class Daemon:
         self._beat_for: datetime | None = None  # a good poll whose messages are not yet out
         self._beat_ready = False
         self._pruned_at: datetime | None = None
+        # buttons and /riskwatch over Socket Mode, on every replica (a click only writes
+        # the store; the leader's deliverer shows it)
+        self.interactions = (SlackInteractions(settings, store, clock, self.deliverer.wake.set)
+                             if settings.slack_app_token is not None else None)
 
     # ------------------------------------------------------------------ the parts' state
 
@@ -179,6 +185,8 @@ class Daemon:
         self.telemetry.oldest_waiting.set(self.watch.oldest_waiting)
         self.telemetry.outbox.labels("pending").set(summary.pending)
         self.telemetry.outbox.labels("failed").set(summary.failed)
+        if summary.pending:  # also what a click on another replica left for the leader
+            self.deliverer.wake.set()
         if self._beat_for is not None and (oldest is None or oldest > self._beat_for):
             self._beat_ready = True
 
@@ -238,6 +246,8 @@ class Daemon:
             misfire_grace_time=None, id="poll",
         )
         delivery = asyncio.create_task(self.deliverer.run(self.stop_event))
+        if self.interactions is not None:
+            await self.interactions.start()
         scheduler.start()
         gc.freeze()  # what start-up made lives for good: keep it out of every collection
         log.info("riskwatch running", rules=len(self.rule_source.rules),
@@ -254,6 +264,8 @@ class Daemon:
 
     async def _finish(self, delivery: asyncio.Task[None]) -> None:
         """Let the deliverer send what is due for a moment; what is left waits in the store."""
+        if self.interactions is not None:
+            await self.interactions.stop()
         try:
             await asyncio.wait_for(delivery, timeout=5)
         except TimeoutError:

@@ -154,6 +154,7 @@ class SlackMessage:
     channel: str
     ts: str
     keys: tuple[AlertKey, ...]
+    destination: str = ""  # the outbox destination it was sent to
 
 
 @dataclass(frozen=True)
@@ -374,13 +375,13 @@ class Store(ABC):
 
     def slack_message(self, message_id: str) -> SlackMessage | None:
         """Where an earlier outbox message landed, if it was posted through the Web API."""
-        rows = self._query("SELECT channel, ts, keys FROM slack_messages WHERE id=?",
-                           (message_id,))
+        rows = self._query("SELECT channel, ts, keys, destination FROM slack_messages "
+                           "WHERE id=?", (message_id,))
         if not rows:
             return None
         found = rows[0]
         keys = tuple(AlertKey(*key) for key in json.loads(found[2]))
-        return SlackMessage(message_id, found[0], found[1], keys)
+        return SlackMessage(message_id, found[0], found[1], keys, found[3])
 
     def slack_message_at(self, channel: str, ts: str) -> SlackMessage | None:
         """The message Slack keeps at ``channel`` and ``ts`` (where a button was clicked)."""
