@@ -65,3 +65,18 @@ def test_the_same_click_from_two_replicas_at_once_takes_effect_once(store_url: s
         again = first.record_click(_click(0), _outcome(0), KEY, NOW + timedelta(seconds=5),
                                    [NewMessage("late", "slack:C0RISK", {"update": "p"})])
         assert not again and len(first.outbox()) == 20 and len(first.silences()) == 20
+
+
+def test_removing_a_silence_in_force_ends_it_now_and_an_old_one_is_deleted(
+    store_url: str,
+) -> None:
+    """`silence remove` ends a silence in force at once, keeping it (so its end is told,
+    with who ended it); a silence already over is deleted."""
+    with open_store(store_url) as store:
+        store.add_silence(_outcome(1).silence)  # type: ignore[arg-type]
+        assert store.remove_silence("slack-1", NOW + timedelta(minutes=5), "alice")
+        [ended] = store.silences()
+        assert ended.ends_at == NOW + timedelta(minutes=5) and ended.ended_by == "alice"
+        assert not ended.active(NOW + timedelta(minutes=5))
+        assert store.remove_silence("slack-1", NOW + timedelta(hours=2), "alice")
+        assert store.silences() == []
