@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -33,7 +34,6 @@ from riskwatch.notify.plan import Router
 from riskwatch.service.health import ServiceHealth, Watch
 from riskwatch.service.heartbeat import Heartbeat
 from riskwatch.service.http import Health, WebServer
-from riskwatch.service.interactions import SlackInteractions
 from riskwatch.service.leadership import Leadership
 from riskwatch.service.leverage_actor import Actor
 from riskwatch.service.poll import Clock, Monotonic, Poll, PollReport, describe
@@ -41,6 +41,9 @@ from riskwatch.service.rule_source import RuleSource
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.source.client import TreadClient
 from riskwatch.store import Store
+
+if TYPE_CHECKING:
+    from riskwatch.service.interactions import SlackInteractions
 
 log = structlog.get_logger("riskwatch.daemon")
 PRUNE_EVERY = timedelta(hours=1)
@@ -90,8 +93,12 @@ class Daemon:
         self._pruned_at: datetime | None = None
         # buttons and /riskwatch over Socket Mode, on every replica (a click only writes
         # the store; the leader's deliverer shows it)
-        self.interactions = (SlackInteractions(settings, store, clock, self.deliverer.wake.set)
-                             if settings.slack_app_token is not None else None)
+        self.interactions: SlackInteractions | None = None
+        if settings.slack_app_token is not None:
+            from riskwatch.service.interactions import SlackInteractions  # Bolt: only if used
+
+            self.interactions = SlackInteractions(settings, store, clock,
+                                                  self.deliverer.wake.set)
 
     # ------------------------------------------------------------------ the parts' state
 
