@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from riskwatch.core.leverage import Decision
-from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, SilenceNote, State
 from riskwatch.core.silences import Silence
 from riskwatch.store import NewMessage, Store
 from riskwatch.store.codec import notice_to_dict
@@ -54,6 +54,12 @@ NOTICES = (
     Notice(NoticeKind.RESOLVED, RESOLVED, previous_severity="info"),
     Notice(NoticeKind.ACTION_CHECK, FULL, channel="#ops"),
 )
+# the notices that tell of a silence in an alert's thread (newer than the previous codec)
+SILENCE_NOTICE = SilenceNote("slack-0123456789", "slack:<@U0OPS|ops>", FULL.since, LATER,
+                             "silenced from Slack for 1h", ended_by="someone")
+SILENCE_NOTICES = tuple(Notice(kind, FULL, silence=SILENCE_NOTICE)
+                        for kind in (NoticeKind.SILENCED, NoticeKind.SILENCE_ENDING,
+                                     NoticeKind.SILENCE_ENDED))
 
 SILENCES = (
     Silence("abc12345", "pos-*", "desk-1", None, T0, LATER, "rebalancing", T0, "ana"),

@@ -134,9 +134,13 @@ def silence_list(fmt: str, show_all: bool) -> None:
 @silence.command("remove")
 @click.argument("silence_id")
 def silence_remove(silence_id: str) -> int:
-    """Remove a silence by id (exit 1 when there is none)."""
+    """Remove a silence by id (exit 1 when there is none).
+
+    A silence still in force ends now (the threads of its alerts are told, and `silence
+    list --all` shows it ended); one already over is deleted.
+    """
     with common.existing_store(common.settings()) as store:
-        removed = store.remove_silence(silence_id)
+        removed = store.remove_silence(silence_id, utcnow(), getpass.getuser())
     if not removed:
         click.echo(f"riskwatch: no silence with id {silence_id!r}", err=True)
         return 1

@@ -1,6 +1,6 @@
 """Settings from ``RISKWATCH_*`` variables, a ``.env`` file, or files in a secrets directory.
 
-Secrets (the API token, the Slack token and webhook URL) are ``SecretStr``: printing the
+Secrets (the API token, the Slack tokens and webhook URL) are ``SecretStr``: printing the
 settings shows ``**********``. A bad value becomes one :class:`SettingsError` line that
 names the variable, never its value when the value is a secret.
 """
@@ -34,6 +34,8 @@ def parse_size(text: str) -> int:
         raise ValueError("expected a size such as 134217728, 128MiB or 64M")
     return int(found.group(1)) * _UNITS[found.group(2).lower()]
 DEFAULT_SECRETS_DIR = "/run/secrets"
+# a Slack user (U…, or W… on Enterprise Grid) or a user group (S…)
+OPERATOR_ID = re.compile(r"[UWS][A-Z0-9]{2,}")
 
 Duration = Annotated[timedelta, NoDecode, Field(validate_default=True)]
 
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     heartbeat_url: SecretStr | None = None
     http_token: SecretStr | None = None  # guards every page but /healthz when set
     public_url: str | None = None  # where people reach the status page; alerts link to it
+    # Socket Mode (buttons, /riskwatch): the app-level token and who may act from Slack
+    slack_app_token: SecretStr | None = None
+    slack_operators: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("poll_interval", "stale_after", "request_deadline", mode="before")
     @classmethod
@@ -137,6 +142,28 @@ class Settings(BaseSettings):
             return value.strip().rstrip("/")
         return value
 
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().startswith("xapp-"):
+            raise ValueError("must be an app-level token (xapp-…) with connections:write")
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("slack_operators", mode="before")
+    @classmethod
+    def _operators(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        names = value.split(",") if isinstance(value, str) else list(value)
+        ids = tuple(dict.fromkeys(str(name).strip() for name in names if str(name).strip()))
+        for found in ids:
+            if not OPERATOR_ID.fullmatch(found):
+                raise ValueError("expected Slack user IDs (U…, W…) or user group IDs (S…), "
+                                 "comma-separated")
+        return ids
+
     @field_validator("http_token")
     @classmethod
     def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -166,6 +193,9 @@ class Settings(BaseSettings):
                              "set; choose one")
         if self.slack_bot_token is not None and not self.slack_channel:
             raise ValueError("RISKWATCH_SLACK_CHANNEL is required with RISKWATCH_SLACK_BOT_TOKEN")
+        if self.slack_app_token is not None and self.slack_bot_token is None:
+            raise ValueError("RISKWATCH_SLACK_APP_TOKEN needs RISKWATCH_SLACK_BOT_TOKEN: "
+                             "clicks are answered and messages updated through the Web API")
         if self.request_deadline is not None and self.request_deadline >= self.stale_limit:
             raise ValueError("RISKWATCH_REQUEST_DEADLINE must be shorter than "
                              "RISKWATCH_STALE_AFTER, or a hung call would hide source-down")
@@ -188,6 +218,13 @@ class Settings(BaseSettings):
         return min(self.stale_limit / 2, timedelta(seconds=30))
 
     @property
+    def slack_buttons(self) -> bool:
+        """Firing messages carry buttons: a bot token, an app token and operators are set
+        (a webhook cannot receive clicks; without operators no click could take effect)."""
+        return (self.slack_bot_token is not None and self.slack_app_token is not None
+                and bool(self.slack_operators))
+
+    @property
     def watched(self) -> frozenset[str] | None:
         """The account names to watch, or None for all."""
         return frozenset(self.accounts) if self.accounts else None
@@ -208,7 +245,7 @@ class Settings(BaseSettings):
         """
         values = [value.get_secret_value() for value in
                   (self.tread_token, self.slack_bot_token, self.slack_webhook_url,
-                   self.heartbeat_url, self.http_token)
+                   self.heartbeat_url, self.http_token, self.slack_app_token)
                   if value is not None]
         for url in (self.tread_url, self.slack_api_url, self.state):
             values.extend(url_credentials(url))

@@ -5,7 +5,9 @@ The actor reports what it learned about alerts (an action's outcome, a check of 
 data after a call, a decision another replica made) as :class:`AlertUpdate` values; it
 decides nothing about notices. Here, and only here, an update becomes part of the poll's
 notice of that alert, or a notice of its own. The silences then hold back what they
-mute. Every function returns new values and leaves what it was given as it was.
+mute, acknowledgements hold back reminders, and the silences made, ending or ended are
+told in the threads of the alerts they cover. Every function returns new values and
+leaves what it was given as it was.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from enum import Enum
 
 from riskwatch.core import silences as silencing
 from riskwatch.core.evaluate import Decisions, stepped
+from riskwatch.core.interactions import Acknowledgement, acknowledged
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, Observation, Policy
-from riskwatch.core.silences import Silence
+from riskwatch.core.silences import Silence, Stage
 
 
 class Tell(Enum):
@@ -43,10 +46,12 @@ _KINDS = {Tell.AS_REMINDER: NoticeKind.REMINDER, Tell.AS_CHECK: NoticeKind.ACTIO
 def finish(
     decisions: Decisions, alerts: Mapping[AlertKey, Alert], updates: Sequence[AlertUpdate],
     later: Sequence[tuple[Policy, Observation]], silences: Sequence[Silence], now: datetime,
+    acks: Sequence[Acknowledgement] = (),
 ) -> Decisions:
-    """The poll's final decisions: ``updates`` shown, ``later`` observations (such as the
-    action limit) stepped, and the notices that ``silences`` mute held back."""
-    shown = with_updates(decisions, updates)
+    """The poll's final decisions: the reminders of alerts acknowledged (``acks``) held
+    back, ``updates`` shown, ``later`` observations (such as the action limit) stepped,
+    and the notices that ``silences`` mute held back."""
+    shown = with_updates(acknowledged(decisions, alerts, acks), updates)
     for policy, observation in later:
         shown = stepped(shown, policy, observation, alerts, now)
     return muted(shown, alerts, silences, now)
@@ -83,3 +88,17 @@ def with_threads(decisions: Decisions, threads: Mapping[AlertKey, str]) -> Decis
         if key in result.changed:
             result.changed[key] = replace(result.changed[key], thread=thread)
     return result
+
+
+def with_silence_notices(
+    decisions: Decisions, alerts: Mapping[AlertKey, Alert], silences: Sequence[Silence],
+    told: Mapping[str, frozenset[Stage]], now: datetime,
+) -> tuple[Decisions, list[tuple[str, Stage]]]:
+    """``decisions`` with the silence notices due at ``now`` (after muting: they tell of
+    the silence itself), and the (silence id, stage) pairs to store as told."""
+    current = {key: alert for key, alert in {**alerts, **decisions.changed}.items()
+               if key not in decisions.dropped}
+    notices, marked = silencing.silence_notices(silences, told, current, now)
+    result = decisions.copy()
+    result.notices.extend(notices)
+    return result, marked

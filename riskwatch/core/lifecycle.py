@@ -44,6 +44,14 @@ class NoticeKind(StrEnum):
     REMINDER = "reminder"
     RESOLVED = "resolved"
     ACTION_CHECK = "action-check"  # set_leverage said OK, but the data still shows the old
+    # told in the alert's thread: a silence covering it was made, ends soon, has ended
+    SILENCED = "silenced"
+    SILENCE_ENDING = "silence-ending"
+    SILENCE_ENDED = "silence-ended"
+
+
+SILENCE_KINDS = frozenset({NoticeKind.SILENCED, NoticeKind.SILENCE_ENDING,
+                           NoticeKind.SILENCE_ENDED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +128,11 @@ class Alert:
     # first newer snapshot checks the position's leverage, then this is cleared
     verify_after: datetime | None = None
     scope: str = ""  # the rule's scope (account, asset, position; source for built-ins)
+    # acknowledged from Slack during this firing: who (``slack:<@U…|name>``) and when;
+    # reminders stop until an escalation clears it
+    acked_by: str = ""
+    acked_at: datetime | None = None
+    escalated_at: datetime | None = None  # the last escalation of this firing
 
     @property
     def active(self) -> bool:
@@ -139,6 +152,18 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class SilenceNote:
+    """The silence a silence notice tells of: who made it, until when, why, who ended it."""
+
+    id: str
+    created_by: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    ended_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """A change worth telling people about."""
 
@@ -146,6 +171,7 @@ class Notice:
     alert: Alert
     previous_severity: Severity | None = None
     channel: str | None = None
+    silence: SilenceNote | None = None  # for the silence kinds
 
 
 def step(
@@ -237,6 +263,8 @@ def _firing_update(
     if updated.severity != current.severity:
         up = RANK[updated.severity] > RANK[current.severity]
         changed = replace(updated, last_notified_at=now)
+        if up:  # an escalation clears an acknowledgement: it was given for less
+            changed = replace(changed, acked_by="", acked_at=None, escalated_at=now)
         kind = NoticeKind.ESCALATED if up else NoticeKind.DEESCALATED
         return changed, Notice(kind, changed, current.severity, policy.channel)
     if _reminder_due(policy, current, now):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from riskwatch.core.interactions import ACK, SILENCE_1H, SILENCE_4H, UNSILENCE
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
 from riskwatch.notify import render
 
@@ -45,10 +46,6 @@ DESCRIPTION_LIMIT = 1_000  # characters shown of a rule's description
 RUNBOOK_LIMIT = 1_000  # a longer runbook link is not shown as a link
 GROWTH = 40  # characters a message may grow between planning and sending (durations)
 BUTTON_KINDS = frozenset({NoticeKind.FIRING, NoticeKind.REMINDER})
-ACK = "riskwatch_ack"
-SILENCE_1H = "riskwatch_silence_1h"
-SILENCE_4H = "riskwatch_silence_4h"
-UNSILENCE = "riskwatch_unsilence"
 ACTION_IDS = (ACK, SILENCE_1H, SILENCE_4H, UNSILENCE)
 
 
@@ -111,7 +108,7 @@ def alert_blocks(notice: Notice, now: datetime, *, buttons: bool) -> list[Block]
     """One alert: its section, its context line when it has one, and its buttons."""
     alert = notice.alert
     blocks: list[Block] = [_section(notice, now)]
-    notes = _context(alert)
+    notes = _context(notice)
     if notes:
         blocks.append({"type": "context", "elements": notes})
     if buttons and notice.kind in BUTTON_KINDS and alert.state is State.FIRING:
@@ -292,8 +289,10 @@ def _where(alert: Alert, budget: int, *, symbol: bool = True) -> str:
     return " · ".join(parts)
 
 
-def _context(alert: Alert) -> list[Block]:
-    """What went wrong, the action's outcome and the runbook, as context elements."""
+def _context(notice: Notice) -> list[Block]:
+    """What went wrong, the action's outcome, the runbook, the silence a notice tells of
+    and who acknowledged the alert, as context elements."""
+    alert = notice.alert
     notes = []
     if alert.detail:
         notes.append(_code(alert.detail, MAX_FIELD_TEXT, render.TEXT_LIMIT))
@@ -301,6 +300,10 @@ def _context(alert: Alert) -> list[Block]:
         notes.append("*Action:* " + _code(alert.action, MAX_FIELD_TEXT - 20, render.TEXT_LIMIT))
     if alert.runbook:
         notes.append(_runbook(alert.runbook))
+    if notice.silence is not None:
+        notes.append(render.silence_line(notice.kind, notice.silence))
+    if render.ack_line(alert):
+        notes.append(render.ack_line(alert))
     return [_mrkdwn(note) for note in notes]
 
 

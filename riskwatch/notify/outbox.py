@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
 
-from riskwatch.core.lifecycle import RANK, AlertKey, Notice, NoticeKind, State
+from riskwatch.core import interactions
+from riskwatch.core.lifecycle import RANK, Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.silences import silenced
 from riskwatch.errors import NotLeading
 from riskwatch.notify import blocks, render
 from riskwatch.notify.plan import Router, fill
@@ -52,8 +55,10 @@ class Deliverer:
 
     def __init__(self, store: Store, router: Router,
                  clock: Callable[[], datetime], mask: Callable[[str], str] = str,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, operators: Sequence[str] = ()) -> None:
         self.store = store
+        # who may click: firing messages through the Web API carry buttons when set
+        self.operators = tuple(operators)
         self.telemetry = telemetry or Telemetry()
         self.active = True  # a standby replica keeps its hands off the outbox
         self.mask = mask  # the last guard: no secret leaves in a message
@@ -210,7 +215,8 @@ class Deliverer:
         """The text and, for Slack, the masked Block Kit blocks of a message."""
         if sink.markup != "slack":
             return render.terminal_message(notices, now), None
-        slack = blocks.message(notices, now, compact=compact, folded=folded)
+        slack = blocks.message(notices, now, compact=compact, folded=folded,
+                               buttons=blocks.shows_buttons(sink.threads, self.operators))
         return slack.text, blocks.masked(slack.blocks, self.mask)
 
     async def _update(self, sink: Sink, parent: str) -> Delivery:
@@ -220,7 +226,11 @@ class Deliverer:
         alerts = [alert for key in landed.keys if (alert := self.store.alert(key)) is not None]
         if not alerts:
             return Delivery(ok=True)
-        slack = blocks.current_state(alerts, self.clock())
+        now = self.clock()
+        buttons = blocks.shows_buttons(sink.threads, self.operators)
+        if buttons:  # clicks since the last poll show at once
+            alerts = self._as_clicked(alerts, now)
+        slack = blocks.current_state(alerts, now, buttons=buttons)
         body, shown = slack.text, blocks.masked(slack.blocks, self.mask)
         result = await sink.update(landed.channel, landed.ts, self.mask(body), blocks=shown)
         if not result.ok and result.error in UPDATE_REFUSED:
@@ -229,6 +239,15 @@ class Deliverer:
                      error=result.error, message=parent)
             return await sink.post(self.mask(body), None, blocks=shown)
         return result
+
+    def _as_clicked(self, alerts: Sequence[Alert], now: datetime) -> list[Alert]:
+        """``alerts`` with the acknowledgement in force and whether a silence mutes them
+        now (the *Unsilence* button), as the store holds them: a click is stored at once,
+        the poll folds it into the alert later."""
+        acks = self.store.acknowledgements()
+        muting = [silence for silence in self.store.silences() if silence.active(now)]
+        return [replace(interactions.shown(alert, acks),
+                        muted=silenced(alert.key, muting, now)) for alert in alerts]
 
     def _settle(self, row: OutboxRow, result: Delivery) -> None:
         now = self.clock()

@@ -9,14 +9,14 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from riskwatch.core.lifecycle import AlertKey, Notice, NoticeKind
+from riskwatch.core.lifecycle import SILENCE_KINDS, AlertKey, Notice, NoticeKind
 from riskwatch.notify import blocks, render
 from riskwatch.notify.sinks import Sink
 from riskwatch.store import NewMessage
 from riskwatch.store.codec import notice_to_dict
 
 THREADED_KINDS = frozenset({NoticeKind.ESCALATED, NoticeKind.DEESCALATED, NoticeKind.RESOLVED,
-                            NoticeKind.ACTION_CHECK})
+                            NoticeKind.ACTION_CHECK, *SILENCE_KINDS})
 
 
 @dataclass
@@ -64,6 +64,8 @@ def plan_messages(notices: Sequence[Notice], router: Router) -> MessagePlan:
         for destination in router.destinations(notice):
             threaded = router.sink(destination).threads
             parent = notice.alert.thread if threaded and notice.kind in THREADED_KINDS else None
+            if parent is None and notice.kind in SILENCE_KINDS:
+                continue  # a silence is told only in the threads of the alerts it covers
             groups.setdefault((destination, parent), []).append(notice)
     messages: list[NewMessage] = []
     threads: dict[AlertKey, str] = {}

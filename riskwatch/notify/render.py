@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from riskwatch.core.durations import format_duration
-from riskwatch.core.lifecycle import Alert, Notice, NoticeKind, State
+from riskwatch.core.interactions import mention
+from riskwatch.core.lifecycle import Alert, Notice, NoticeKind, SilenceNote, State
 from riskwatch.core.measures import LEVERAGE_METRICS, MONEY_METRICS, RATIO_METRICS
 
 # Slack's limit is 40,000 characters a message; these keep every message far below it.
@@ -141,7 +142,48 @@ def headline(notice: Notice) -> str:
         return f"FIRING · {severity} (still firing)"
     if notice.kind is NoticeKind.ACTION_CHECK:
         return f"FIRING · {severity} (leverage not lowered)"
+    if notice.kind is NoticeKind.SILENCED:
+        return f"SILENCED · {severity}"
+    if notice.kind is NoticeKind.SILENCE_ENDING:
+        return f"SILENCE ENDS SOON · {severity}"
+    if notice.kind is NoticeKind.SILENCE_ENDED:
+        return f"SILENCE ENDED · {severity} (still firing)"
     return f"FIRING · {severity}"
+
+
+def who(author: str) -> str:
+    """Who made a silence or acknowledged: a Slack mention for a Slack user, inert text
+    for anyone else (a name given to the CLI is never a mention or a link)."""
+    return mention(author) or slack_code(author or "someone", 80)
+
+
+def slack_time(moment: datetime, shown: str = "{date_short_pretty} {time}") -> str:
+    """A time each reader sees in their own time zone; UTC where Slack cannot say."""
+    fallback = f"{moment:%Y-%m-%d %H:%M} UTC" if "date" in shown else f"{moment:%H:%M} UTC"
+    return f"<!date^{int(moment.timestamp())}^{shown}|{fallback}>"
+
+
+def ack_line(alert: Alert) -> str:
+    """``Acknowledged by @user at 14:02`` (empty when not acknowledged)."""
+    if not alert.acked_by or alert.acked_at is None:
+        return ""
+    return (f":white_check_mark: Acknowledged by {who(alert.acked_by)} at "
+            f"{slack_time(alert.acked_at, '{time}')}")
+
+
+def silence_line(kind: NoticeKind, note: SilenceNote) -> str:
+    """What a silence notice says of its silence: by whom, until when, why; or that it
+    ends soon; or that it ended (and who ended it early)."""
+    until = slack_time(note.ends_at)
+    if kind is NoticeKind.SILENCED:
+        return (f":mute: Silenced by {who(note.created_by)} until {until}: "
+                f"{slack_code(note.reason, TEXT_LIMIT)} (silence {slack_code(note.id, 60)})")
+    if kind is NoticeKind.SILENCE_ENDING:
+        return (f":hourglass_flowing_sand: The silence by {who(note.created_by)} ends at "
+                f"{until}; the alert will be told again.")
+    ended = f" by {who(note.ended_by)}" if note.ended_by else ""
+    return (f":bell: The silence by {who(note.created_by)} ended{ended}; "
+            "notifications and actions are back on.")
 
 
 def _where(alert: Alert, escape: bool) -> str:
@@ -191,6 +233,10 @@ def slack_alert(notice: Notice, now: datetime) -> str:
         lines.append(f"*Action:* {slack_code(alert.action, TEXT_LIMIT)}")
     if alert.runbook:
         lines.append(f"<{operator_text(alert.runbook)}|Runbook>")
+    if notice.silence is not None:
+        lines.append(silence_line(notice.kind, notice.silence))
+    if ack_line(alert):
+        lines.append(ack_line(alert))
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -41,6 +42,9 @@ from riskwatch.service.status import StatusPages
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.source.client import TreadClient
 from riskwatch.store import Store, open_store
+
+if TYPE_CHECKING:
+    from riskwatch.service.interactions import SlackInteractions
 
 log = structlog.get_logger("riskwatch.daemon")
 PRUNE_EVERY = timedelta(hours=1)
@@ -68,7 +72,8 @@ class Daemon:
         self.clock = clock
         self.telemetry = telemetry = telemetry or Telemetry()
         self.deliverer = Deliverer(store, router, clock, Redactor(settings.secrets()).mask,
-                                   telemetry)
+                                   telemetry, settings.slack_operators
+                                   if settings.slack_buttons else ())
         self.rule_source = RuleSource(settings.rules, rules, telemetry)
         self.leadership = Leadership(store, self.deliverer, telemetry)
         self.poll = Poll(settings, self.rule_source, store, client, router,
@@ -87,6 +92,14 @@ class Daemon:
         self._beat_for: datetime | None = None  # a good poll whose messages are not yet out
         self._beat_ready = False
         self._pruned_at: datetime | None = None
+        # buttons and /riskwatch over Socket Mode, on every replica (a click only writes
+        # the store; the leader's deliverer shows it)
+        self.interactions: SlackInteractions | None = None
+        if settings.slack_app_token is not None:
+            from riskwatch.service.interactions import SlackInteractions  # Bolt: only if used
+
+            self.interactions = SlackInteractions(settings, store, clock,
+                                                  self.deliverer.wake.set)
 
     # ------------------------------------------------------------------ the parts' state
 
@@ -181,6 +194,8 @@ class Daemon:
         self.telemetry.oldest_waiting.set(self.watch.oldest_waiting)
         self.telemetry.outbox.labels("pending").set(summary.pending)
         self.telemetry.outbox.labels("failed").set(summary.failed)
+        if summary.pending:  # also what a click on another replica left for the leader
+            self.deliverer.wake.set()
         if self._beat_for is not None and (oldest is None or oldest > self._beat_for):
             self._beat_ready = True
 
@@ -243,6 +258,8 @@ class Daemon:
             misfire_grace_time=None, id="poll",
         )
         delivery = asyncio.create_task(self.deliverer.run(self.stop_event))
+        if self.interactions is not None:
+            await self.interactions.start()
         scheduler.start()
         gc.freeze()  # what start-up made lives for good: keep it out of every collection
         log.info("riskwatch running", rules=len(self.rule_source.rules),
@@ -259,6 +276,8 @@ class Daemon:
 
     async def _finish(self, delivery: asyncio.Task[None]) -> None:
         """Let the deliverer send what is due for a moment; what is left waits in the store."""
+        if self.interactions is not None:
+            await self.interactions.stop()
         try:
             await asyncio.wait_for(delivery, timeout=5)
         except TimeoutError:

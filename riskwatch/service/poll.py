@@ -18,7 +18,7 @@ import structlog
 from riskwatch.config.settings import Settings
 from riskwatch.core import builtin_alerts
 from riskwatch.core.evaluate import CompiledRule, Decisions, decide
-from riskwatch.core.finish import finish, with_threads
+from riskwatch.core.finish import finish, with_silence_notices, with_threads
 from riskwatch.core.history import points_of
 from riskwatch.core.lifecycle import Alert, AlertKey
 from riskwatch.core.silences import Silence
@@ -106,13 +106,16 @@ class Poll:
         outcome, decisions = self._decide(rules, outcome, now)
         self._log_poll(outcome, decisions)
         muting = self.store.silences()
+        acks = self.store.acknowledgements()  # clicked in Slack, on any replica
         self.store.check_lead()  # deposed while the answer came in: act on nothing
         acted = await self._act(rules, decisions, outcome.snapshot, muting, now)
         later = [acted.limit] if acted.limit is not None else []
-        finished = finish(decisions, self.alerts, acted.updates, later, muting, now)
+        finished = finish(decisions, self.alerts, acted.updates, later, muting, now, acks)
+        finished, told = with_silence_notices(finished, self.alerts, muting,
+                                              self.store.silences_told(), now)
         planned = plan_messages(finished.notices, self.router)
         finished = with_threads(finished, planned.threads)
-        self.store.save_poll(finished.changed, finished.dropped, planned.messages, now)
+        self.store.save_poll(finished.changed, finished.dropped, planned.messages, now, told)
         self._keep(finished)
         self._record_history(outcome.snapshot, now)
         if planned.messages:

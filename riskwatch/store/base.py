@@ -8,17 +8,20 @@ Placeholders are written ``?``; an engine may rewrite them.
 from __future__ import annotations
 
 import json
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
+from riskwatch.core.interactions import Acknowledgement, Click, Outcome
 from riskwatch.core.leverage import Decision
 from riskwatch.core.lifecycle import Alert, AlertKey
-from riskwatch.core.silences import Silence
+from riskwatch.core.rules import Severity
+from riskwatch.core.silences import Silence, Stage
 from riskwatch.errors import NotLeading
 from riskwatch.store.codec import decode_alert, encode_alert
 from riskwatch.store.history import HISTORY_DDL, HistoryStore
@@ -82,6 +85,34 @@ _SCHEMA_STEPS: list[str] = [
     """,
     # version 7: each account's figures after each poll (riskwatch/store/history.py)
     HISTORY_DDL,
+    # version 8: Slack clicks, each once (unique on the click itself; ``claim`` tells which
+    # delivery of it took effect), acknowledgements per firing, the silence notices told
+    # (silences stored before are marked told: nothing old is announced), who ended a
+    # silence early
+    """
+    CREATE TABLE interactions (
+        seq {serial}, click TEXT NOT NULL UNIQUE, claim TEXT NOT NULL, at TEXT NOT NULL,
+        user_id TEXT NOT NULL, action TEXT NOT NULL, rule TEXT, account TEXT, symbol TEXT,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX interactions_at ON interactions (at);
+    CREATE TABLE acknowledgements (
+        click TEXT PRIMARY KEY, rule TEXT NOT NULL, account TEXT NOT NULL,
+        symbol TEXT NOT NULL, firing_since TEXT NOT NULL, acked_by TEXT NOT NULL,
+        acked_at TEXT NOT NULL, severity TEXT NOT NULL
+    );
+    CREATE TABLE silence_notices (
+        silence_id TEXT NOT NULL, stage TEXT NOT NULL, told_at TEXT NOT NULL,
+        PRIMARY KEY (silence_id, stage)
+    );
+    INSERT INTO silence_notices (silence_id, stage, told_at)
+        SELECT id, 'created', created_at FROM silences;
+    INSERT INTO silence_notices (silence_id, stage, told_at)
+        SELECT id, 'ending', created_at FROM silences;
+    INSERT INTO silence_notices (silence_id, stage, told_at)
+        SELECT id, 'ended', created_at FROM silences;
+    ALTER TABLE silences ADD COLUMN ended_by TEXT NOT NULL DEFAULT '';
+    """,
 ]
 # run first in a fenced transaction: touches one row while the epoch is still ours
 FENCE_SQL = "UPDATE leadership SET epoch = epoch WHERE id = 1 AND epoch = ?"
@@ -124,6 +155,7 @@ class SlackMessage:
     channel: str
     ts: str
     keys: tuple[AlertKey, ...]
+    destination: str = ""  # the outbox destination it was sent to
 
 
 @dataclass(frozen=True)
@@ -230,8 +262,10 @@ class Store(HistoryStore, ABC):
     def save_poll(
         self, changed: Mapping[AlertKey, Alert], dropped: Iterable[AlertKey],
         messages: Iterable[NewMessage], now: datetime,
+        told: Iterable[tuple[str, Stage]] = (),
     ) -> None:
-        """Store one poll's alert changes and its outgoing messages atomically."""
+        """Store one poll's alert changes, its outgoing messages and the silence notices
+        they tell (``told``: silence id and stage) atomically."""
         statements: list[tuple[str, tuple[Any, ...]]] = [
             ("DELETE FROM alerts WHERE rule=? AND account=? AND symbol=?", tuple(key))
             for key in dropped
@@ -241,6 +275,12 @@ class Store(HistoryStore, ABC):
             ("INSERT INTO outbox (id, destination, created_at, payload) VALUES (?, ?, ?, ?)",
              (message.id, message.destination, now.isoformat(), json.dumps(message.payload)))
             for message in messages
+        ]
+        statements += [
+            ("INSERT INTO silence_notices (silence_id, stage, told_at) VALUES (?, ?, ?) "
+             "ON CONFLICT (silence_id, stage) DO NOTHING", (silence_id, stage.value,
+                                                            now.isoformat()))
+            for silence_id, stage in told
         ]
         if statements:
             self._fenced(statements)
@@ -330,13 +370,96 @@ class Store(HistoryStore, ABC):
 
     def slack_message(self, message_id: str) -> SlackMessage | None:
         """Where an earlier outbox message landed, if it was posted through the Web API."""
-        rows = self._query("SELECT channel, ts, keys FROM slack_messages WHERE id=?",
-                           (message_id,))
+        rows = self._query("SELECT channel, ts, keys, destination FROM slack_messages "
+                           "WHERE id=?", (message_id,))
         if not rows:
             return None
         found = rows[0]
         keys = tuple(AlertKey(*key) for key in json.loads(found[2]))
-        return SlackMessage(message_id, found[0], found[1], keys)
+        return SlackMessage(message_id, found[0], found[1], keys, found[3])
+
+    def slack_message_at(self, channel: str, ts: str) -> SlackMessage | None:
+        """The message Slack keeps at ``channel`` and ``ts`` (where a button was clicked)."""
+        rows = self._query("SELECT id FROM slack_messages WHERE channel=? AND ts=?",
+                           (channel, ts))
+        return self.slack_message(str(rows[0][0])) if rows else None
+
+    # ------------------------------------------------------------------ Slack clicks
+
+    def record_click(self, click: Click, outcome: Outcome, key: AlertKey | None,
+                     now: datetime, messages: Iterable[NewMessage] = ()) -> bool:
+        """Store a click and what it does, once: True if this call took effect.
+
+        Any replica may call this, for any delivery of a click. The interaction row is
+        unique on the click itself; this call writes it with a claim of its own (INSERT
+        … ON CONFLICT DO NOTHING), and every other write of the transaction happens only
+        if the stored claim is its own. A redelivered envelope, or the same click handled
+        by a second replica at the same time, therefore writes nothing more (PostgreSQL
+        makes the second insert wait for the first transaction, then skip).
+        """
+        claim = uuid.uuid4().hex
+        mine = "EXISTS (SELECT 1 FROM interactions WHERE click = ? AND claim = ?)"
+        guard = (click.key, claim)
+        rule, account, symbol = key if key is not None else (None, None, None)
+        statements: list[tuple[str, tuple[Any, ...]]] = [(
+            "INSERT INTO interactions (click, claim, at, user_id, action, rule, account, "
+            "symbol, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (click) DO NOTHING",
+            (click.key, claim, now.isoformat(), click.user, click.action, rule, account, symbol,
+             outcome.verdict.value))]
+        if outcome.ack is not None:
+            ack = outcome.ack
+            statements.append((
+                "INSERT INTO acknowledgements (click, rule, account, symbol, firing_since, "
+                f"acked_by, acked_at, severity) SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE {mine}",
+                (click.key, *ack.key, ack.firing_since.isoformat(), ack.by, ack.at.isoformat(),
+                 ack.severity, *guard)))
+        if outcome.silence is not None:
+            new = outcome.silence
+            statements.append((
+                "INSERT INTO silences (id, rule, account, symbol, starts_at, ends_at, reason, "
+                f"created_at, created_by) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {mine}",
+                (new.id, new.rule, new.account, new.symbol, new.starts_at.isoformat(),
+                 new.ends_at.isoformat(), new.reason, new.created_at.isoformat(),
+                 new.created_by, *guard)))
+        statements += [
+            ("UPDATE silences SET ends_at = ?, ended_by = ? WHERE id = ? AND ends_at > ? AND "  # noqa: S608 - fixed SQL
+             + mine, (now.isoformat(), click.author, ended, now.isoformat(), *guard))
+            for ended in outcome.ended
+        ]
+        statements += [
+            ("INSERT INTO outbox (id, destination, created_at, payload) "
+             f"SELECT ?, ?, ?, ? WHERE {mine}",
+             (message.id, message.destination, now.isoformat(), json.dumps(message.payload),
+              *guard))
+            for message in messages
+        ]
+        self._write(statements)  # any replica: not fenced, and every write is guarded
+        rows = self._query("SELECT claim FROM interactions WHERE click = ?", (click.key,))
+        return bool(rows) and rows[0][0] == claim
+
+    def interactions(self) -> list[dict[str, Any]]:
+        """Every stored click, oldest first: who, what, when, which alert, the outcome."""
+        rows = self._query("SELECT at, user_id, action, rule, account, symbol, outcome "
+                           "FROM interactions ORDER BY seq")
+        return [{"at": datetime.fromisoformat(at), "user": user, "action": action,
+                 "rule": rule, "account": account, "symbol": symbol, "outcome": outcome}
+                for at, user, action, rule, account, symbol, outcome in rows]
+
+    def acknowledgements(self) -> list[Acknowledgement]:
+        """Every stored acknowledgement (the core tells which hold)."""
+        rows = self._query("SELECT rule, account, symbol, firing_since, acked_by, acked_at, "
+                           "severity FROM acknowledgements")
+        return [Acknowledgement(AlertKey(rule, account, symbol),
+                                datetime.fromisoformat(since), by,
+                                datetime.fromisoformat(at), cast(Severity, severity))
+                for rule, account, symbol, since, by, at, severity in rows]
+
+    def silences_told(self) -> dict[str, frozenset[Stage]]:
+        """For each silence, the notices of it already told."""
+        told: dict[str, set[Stage]] = {}
+        for silence_id, stage in self._query("SELECT silence_id, stage FROM silence_notices"):
+            told.setdefault(str(silence_id), set()).add(Stage(stage))
+        return {silence_id: frozenset(stages) for silence_id, stages in told.items()}
 
     # ------------------------------------------------------------------ actions
 
@@ -394,17 +517,29 @@ class Store(HistoryStore, ABC):
     def silences(self) -> list[Silence]:
         """Every stored silence, newest first (expired ones included)."""
         rows = self._query("SELECT id, rule, account, symbol, starts_at, ends_at, reason, "
-                           "created_at, created_by FROM silences ORDER BY created_at DESC")
+                           "created_at, created_by, ended_by FROM silences "
+                           "ORDER BY created_at DESC")
         return [Silence(id_, rule, account, symbol, datetime.fromisoformat(starts),
                         datetime.fromisoformat(ends), reason, datetime.fromisoformat(created),
-                        by or "")
-                for id_, rule, account, symbol, starts, ends, reason, created, by in rows]
+                        by or "", ended or "")
+                for id_, rule, account, symbol, starts, ends, reason, created, by, ended in rows]
 
-    def remove_silence(self, silence_id: str) -> bool:
-        """Delete a silence; False when no silence has that id."""
-        if not self._query("SELECT 1 FROM silences WHERE id=?", (silence_id,)):
+    def remove_silence(self, silence_id: str, now: datetime | None = None,
+                       by: str = "") -> bool:
+        """End a silence; False when no silence has that id.
+
+        With ``now``, a silence not yet over ends at ``now`` (kept, so that the threads
+        of its alerts are told it ended, and by ``by``); otherwise it is deleted.
+        """
+        rows = self._query("SELECT ends_at FROM silences WHERE id=?", (silence_id,))
+        if not rows:
             return False
-        self._write([("DELETE FROM silences WHERE id=?", (silence_id,))])
+        if now is not None and datetime.fromisoformat(rows[0][0]) > now:
+            self._write([("UPDATE silences SET ends_at=?, ended_by=?, starts_at=CASE WHEN "
+                          "starts_at > ? THEN ? ELSE starts_at END WHERE id=?",
+                          (now.isoformat(), by, now.isoformat(), now.isoformat(), silence_id))])
+        else:
+            self._write([("DELETE FROM silences WHERE id=?", (silence_id,))])
         return True
 
     def alert(self, key: AlertKey) -> Alert | None:
@@ -444,16 +579,24 @@ class Store(HistoryStore, ABC):
             (_cutoff(now, keep.refused_messages),))]
         audit = [seq for (seq,) in self._query("SELECT seq FROM actions WHERE at < ?",
                                                (_cutoff(now, keep.actions),))]
+        clicks = [seq for (seq,) in self._query("SELECT seq FROM interactions WHERE at < ?",
+                                                (_cutoff(now, keep.interactions),))]
+        acks = [click for (click,) in self._query(
+            "SELECT click FROM acknowledgements WHERE acked_at < ?",
+            (_cutoff(now, keep.interactions),))]
         statements = [
             *_delete_in("slack_messages", "id", messages),
             *_delete_in("silences", "id", silences),
+            *_delete_in("silence_notices", "silence_id", silences),
             *_delete_in("outbox", "seq", refused),
             *_delete_in("actions", "seq", audit),
+            *_delete_in("interactions", "seq", clicks),
+            *_delete_in("acknowledgements", "click", acks),
         ]
         if statements:
             self._write(statements)
-        return (len(messages) + len(silences) + len(refused) + len(audit)
-                + self.prune_history(now))
+        return (len(messages) + len(silences) + len(refused) + len(audit) + len(clicks)
+                + len(acks) + self.prune_history(now))
 
 
 def _outbox_rows(rows: list[tuple[Any, ...]]) -> list[OutboxRow]:
@@ -472,6 +615,7 @@ class Retention:
     silences: timedelta = timedelta(days=30)  # after the silence ended
     refused_messages: timedelta = timedelta(days=30)  # outbox rows Slack refused for good
     actions: timedelta = timedelta(days=365)  # the leverage audit log
+    interactions: timedelta = timedelta(days=90)  # Slack clicks and acknowledgements
 
 
 _DELETE_BATCH = 500  # keys per statement, far below every engine's parameter limit

@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 
 import msgspec
 
-from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind
+from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, SilenceNote
 from riskwatch.core.rules import Severity
 
 
@@ -46,6 +46,7 @@ StoredAlert = _stored_alert_type()
 StoredNotice = msgspec.defstruct("StoredNotice", [
     ("kind", NoticeKind), ("alert", StoredAlert),
     ("previous_severity", Severity | None, None), ("channel", str | None, None),
+    ("silence", SilenceNote | None, None),
 ], kw_only=True)
 _alert_decoder = msgspec.json.Decoder(StoredAlert)
 
@@ -88,7 +89,8 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
     """A JSON-ready dict of a notice (with the alert as it was when the notice was made)."""
     data: dict[str, Any] = msgspec.to_builtins(StoredNotice(
         kind=notice.kind, alert=_stored(notice.alert),
-        previous_severity=notice.previous_severity, channel=notice.channel))
+        previous_severity=notice.previous_severity, channel=notice.channel,
+        silence=notice.silence))
     return data
 
 
@@ -96,4 +98,4 @@ def notice_from_dict(data: dict[str, Any]) -> Notice:
     """The inverse of :func:`notice_to_dict`."""
     stored = msgspec.structs.asdict(msgspec.convert(data, StoredNotice))
     return Notice(stored["kind"], _alert(stored["alert"]), stored["previous_severity"],
-                  stored["channel"])
+                  stored["channel"], stored["silence"])

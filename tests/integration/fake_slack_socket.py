@@ -88,9 +88,10 @@ class FakeSlackSocket:
     def click(self, action_id: str, value: str, *, user: str = "U0OPS",
               username: str = "ops", channel: str = "C0RISK",
               message_ts: str = "1700000000.000001", envelope_id: str | None = None,
-              retry_attempt: int = 0) -> str:
+              retry_attempt: int = 0, action_ts: str | None = None) -> str:
         """Send a button click (an ``interactive`` envelope of type ``block_actions``) over
-        the newest connection; returns its envelope_id (pass it again to redeliver)."""
+        the newest connection; returns its envelope_id (pass it again, with the same
+        ``action_ts``, to redeliver the same click)."""
         envelope_id = envelope_id or str(uuid.uuid4())
         payload: dict[str, Any] = {
             "type": "block_actions",
@@ -110,7 +111,7 @@ class FakeSlackSocket:
             "response_url": self._response_url(),
             "actions": [{"action_id": action_id, "block_id": "fake-block", "value": value,
                          "type": "button", "text": {"type": "plain_text", "text": action_id},
-                         "action_ts": f"{time.time():.6f}"}],
+                         "action_ts": action_ts or f"{time.time():.6f}"}],
         }
         self._send({"envelope_id": envelope_id, "type": "interactive", "payload": payload,
                     "accepts_response_payload": False, "retry_attempt": retry_attempt,

@@ -98,16 +98,18 @@ def test_the_previous_release_reads_what_this_one_writes(store_url: str) -> None
 
 
 def test_rows_keep_the_previous_key_names_and_values(store_url: str) -> None:
-    """A row written now has the old row's keys and values; only UTC may read Z for +00:00."""
+    """A row written now has the old row's keys and values (then the fields added since,
+    at their defaults); only UTC may read Z for +00:00."""
     old = {row[:3]: json.loads(row[4]) for row in _old_rows()["alerts"]}
     with open_store(store_url) as store:
         write_all(store)
         new = {row[:3]: json.loads(row[3]) for row in store._query(
             "SELECT rule, account, symbol, data FROM alerts")}
     assert new.keys() == old.keys()
+    added = {"acked_by": "", "acked_at": None, "escalated_at": None}
     for key, data in new.items():
-        assert list(data) == list(old[key])
-        assert data == {name: _utc_as_z(value) for name, value in old[key].items()}
+        assert list(data) == [*old[key], *added]
+        assert data == {**{name: _utc_as_z(value) for name, value in old[key].items()}, **added}
 
 
 def _utc_as_z(value: Any) -> Any:

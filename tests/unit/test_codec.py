@@ -20,7 +20,7 @@ from riskwatch.store.codec import (
     notice_from_dict,
     notice_to_dict,
 )
-from tests.stored_values import ALERTS, BARE, FULL, NOTICES
+from tests.stored_values import ALERTS, BARE, FULL, NOTICES, SILENCE_NOTICES
 
 
 def _numbers(alert: Alert) -> tuple[str | None, str | None]:
@@ -44,12 +44,13 @@ def test_every_alert_round_trips_through_a_dict_and_json(alert: Alert) -> None:
     assert decoded == alert and _numbers(decoded) == _numbers(alert)
 
 
-@pytest.mark.parametrize("notice", NOTICES, ids=lambda notice: notice.kind.value)
+@pytest.mark.parametrize("notice", (*NOTICES, *SILENCE_NOTICES),
+                         ids=lambda notice: notice.kind.value)
 def test_every_notice_kind_round_trips_through_the_outbox_payload(notice: Notice) -> None:
     """A notice of each kind, in an outbox payload, reads back equal."""
     decoded = notice_from_dict(json.loads(json.dumps(notice_to_dict(notice))))
     assert decoded == notice and _numbers(decoded.alert) == _numbers(notice.alert)
-    assert {n.kind for n in NOTICES} == set(NoticeKind)
+    assert {n.kind for n in (*NOTICES, *SILENCE_NOTICES)} == set(NoticeKind)
 
 
 def test_numbers_are_written_as_their_exact_strings_and_unknown_as_null() -> None:

@@ -111,3 +111,24 @@ def test_slack_settings_are_checked_together() -> None:
     with pytest.raises(SettingsError, match="choose one"):
         load_settings(slack_bot_token="xoxb-1", slack_channel="#r",
                       slack_webhook_url="https://hooks.example/x")
+
+
+def test_slack_app_token_and_operators_are_read_and_checked() -> None:
+    """The app token is a secret that must be xapp-…, needs the bot token, and is masked;
+    operators are a comma list of user and group IDs; buttons need all three."""
+    base = {"slack_bot_token": "xoxb-1-bot", "slack_channel": "#risk"}
+    settings = load_settings(**base, slack_app_token=" xapp-1-A-secret ",
+                             slack_operators="U0OPS, W0GRID,,S0DESK,U0OPS")
+    assert settings.slack_operators == ("U0OPS", "W0GRID", "S0DESK")
+    assert settings.slack_buttons
+    assert "xapp-1-A-secret" in settings.secrets()
+    assert "xapp" not in repr(settings)
+    assert not load_settings(**base, slack_app_token="xapp-1-A").slack_buttons
+    assert not load_settings(**base, slack_operators="U0OPS").slack_buttons
+    with pytest.raises(SettingsError, match=r"RISKWATCH_SLACK_APP_TOKEN: .*xapp") as bad:
+        load_settings(**base, slack_app_token="xoxb-wrong-kind")
+    assert "wrong-kind" not in str(bad.value)
+    with pytest.raises(SettingsError, match="RISKWATCH_SLACK_OPERATORS"):
+        load_settings(**base, slack_operators="U0OPS,@alice")
+    with pytest.raises(SettingsError, match="needs RISKWATCH_SLACK_BOT_TOKEN"):
+        load_settings(slack_app_token="xapp-1-A")
