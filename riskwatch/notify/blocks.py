@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from riskwatch.core.interactions import ACK, SILENCE_1H, SILENCE_4H, UNSILENCE
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
@@ -44,6 +45,15 @@ NAME_BUDGET = 500  # one API string in a compact line, escaped (three fit in LIN
 RULE_LIMIT = 100  # characters shown of a rule name
 DESCRIPTION_LIMIT = 1_000  # characters shown of a rule's description
 RUNBOOK_LIMIT = 1_000  # a longer runbook link is not shown as a link
+LINK_LIMIT = 300  # characters of a status page link; a longer one is left out
+LINK_ROOM = 200  # what the planner counts for it (a longer one may turn a message compact)
+Link = Callable[[str], str]  # an account's name -> the address of its status page
+
+
+def status_link(public_url: str) -> Link:
+    """Links to the accounts' pages under ``RISKWATCH_PUBLIC_URL``."""
+    return lambda account: f"{public_url}/accounts/{quote(account, safe='')}"
+
 GROWTH = 40  # characters a message may grow between planning and sending (durations)
 BUTTON_KINDS = frozenset({NoticeKind.FIRING, NoticeKind.REMINDER})
 ACTION_IDS = (ACK, SILENCE_1H, SILENCE_4H, UNSILENCE)
@@ -58,12 +68,13 @@ class SlackMessage:
 
 
 def message(notices: Sequence[Notice], now: datetime, *, compact: bool = False,
-            folded: int = 0, buttons: bool = False) -> SlackMessage:
+            folded: int = 0, buttons: bool = False, link: Link | None = None) -> SlackMessage:
     """Alerts that changed in one poll as one Slack message (one line each when compact).
 
     ``buttons``: firing alerts carry *Acknowledge* and *Silence* buttons (only for the
     Web API with operators configured; a webhook cannot receive clicks). ``folded``: the
-    message sums up that many messages that waited too long for Slack.
+    message sums up that many messages that waited too long for Slack. ``link``: the
+    address of an account's status page (``RISKWATCH_PUBLIC_URL``), shown on each alert.
     """
     text = render.slack_message(notices, now, compact=compact, folded=folded)
     if folded:
@@ -72,20 +83,20 @@ def message(notices: Sequence[Notice], now: datetime, *, compact: bool = False,
     elif compact:
         blocks = _compact(f"riskwatch: {len(notices)} more alerts changed", notices)
     else:
-        blocks = _detailed(notices, now, buttons)
+        blocks = _detailed(notices, now, buttons, link)
     return SlackMessage(text, blocks)
 
 
 def current_state(alerts: Sequence[Alert], now: datetime, *,
-                  buttons: bool = False) -> SlackMessage:
+                  buttons: bool = False, link: Link | None = None) -> SlackMessage:
     """The firing message as it is rewritten in place: where each of its alerts stands now."""
     notices = [Notice(NoticeKind.RESOLVED if alert.state is State.RESOLVED else NoticeKind.FIRING,
                       alert) for alert in alerts]
     return SlackMessage(render.current_state_message(alerts, now),
-                        _detailed(notices, now, buttons))
+                        _detailed(notices, now, buttons, link))
 
 
-def planned_size(notice: Notice, *, compact: bool) -> int:
+def planned_size(notice: Notice, *, compact: bool, linked: bool = False) -> int:
     """About how many characters ``notice`` takes in a message, as text or as blocks,
     whichever is more (for the planner, which keeps a message within
     :data:`render.MESSAGE_BUDGET`; the blocks' own budget is larger by the header's room).
@@ -96,7 +107,9 @@ def planned_size(notice: Notice, *, compact: bool) -> int:
     text = render.rendered_size(notice, compact=compact)
     if compact:
         return max(text, size([_line_only(notice)]))
-    return max(text, size(alert_blocks(notice, notice.alert.since, buttons=True)) + GROWTH)
+    room = LINK_ROOM if linked and notice.alert.key.account else 0
+    return max(text, size(alert_blocks(notice, notice.alert.since, buttons=True))
+               + GROWTH + room)
 
 
 def size(blocks: Sequence[Block]) -> int:
@@ -104,11 +117,12 @@ def size(blocks: Sequence[Block]) -> int:
     return len(json.dumps(blocks, ensure_ascii=False, separators=(",", ":")))
 
 
-def alert_blocks(notice: Notice, now: datetime, *, buttons: bool) -> list[Block]:
+def alert_blocks(notice: Notice, now: datetime, *, buttons: bool,
+                 link: Link | None = None) -> list[Block]:
     """One alert: its section, its context line when it has one, and its buttons."""
     alert = notice.alert
     blocks: list[Block] = [_section(notice, now)]
-    notes = _context(notice)
+    notes = _context(notice, link)
     if notes:
         blocks.append({"type": "context", "elements": notes})
     if buttons and notice.kind in BUTTON_KINDS and alert.state is State.FIRING:
@@ -177,13 +191,14 @@ def masked(blocks: Sequence[Block], mask: Callable[[str], str]) -> list[Block]:
     return [walk(block) for block in blocks]
 
 
-def _detailed(notices: Sequence[Notice], now: datetime, buttons: bool) -> list[Block]:
+def _detailed(notices: Sequence[Notice], now: datetime, buttons: bool,
+              link: Link | None = None) -> list[Block]:
     """A header and each alert's blocks; one line per alert should that not fit."""
     title = (f"{render.headline(notices[0])} · {notices[0].alert.key.rule}" if len(notices) == 1
              else f"riskwatch: {len(notices)} alerts changed")
     blocks = [_header(title)]
     for notice in notices:
-        blocks.extend(alert_blocks(notice, now, buttons=buttons))
+        blocks.extend(alert_blocks(notice, now, buttons=buttons, link=link))
     if len(blocks) <= MAX_BLOCKS and size(blocks) <= MAX_BLOCKS_CHARS:
         return blocks
     return _compact(f"riskwatch: {len(notices)} alerts changed", notices)
@@ -289,9 +304,9 @@ def _where(alert: Alert, budget: int, *, symbol: bool = True) -> str:
     return " · ".join(parts)
 
 
-def _context(notice: Notice) -> list[Block]:
-    """What went wrong, the action's outcome, the runbook, the silence a notice tells of
-    and who acknowledged the alert, as context elements."""
+def _context(notice: Notice, link: Link | None = None) -> list[Block]:
+    """What went wrong, the action's outcome, the runbook, the account's status page, the
+    silence a notice tells of and who acknowledged the alert, as context elements."""
     alert = notice.alert
     notes = []
     if alert.detail:
@@ -300,6 +315,9 @@ def _context(notice: Notice) -> list[Block]:
         notes.append("*Action:* " + _code(alert.action, MAX_FIELD_TEXT - 20, render.TEXT_LIMIT))
     if alert.runbook:
         notes.append(_runbook(alert.runbook))
+    page = link(alert.key.account) if link is not None and alert.key.account else ""
+    if page and len(page) <= LINK_LIMIT:  # a longer one would crowd out the alert
+        notes.append(f"<{render.operator_text(page)}|Status page>")
     if notice.silence is not None:
         notes.append(render.silence_line(notice.kind, notice.silence))
     if render.ack_line(alert):

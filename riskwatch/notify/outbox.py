@@ -55,8 +55,11 @@ class Deliverer:
 
     def __init__(self, store: Store, router: Router,
                  clock: Callable[[], datetime], mask: Callable[[str], str] = str,
-                 telemetry: Telemetry | None = None, operators: Sequence[str] = ()) -> None:
+                 telemetry: Telemetry | None = None, operators: Sequence[str] = (),
+                 public_url: str | None = None) -> None:
         self.store = store
+        # alerts link to their account's status page when the desk can reach it
+        self.link = blocks.status_link(public_url) if public_url else None
         # who may click: firing messages through the Web API carry buttons when set
         self.operators = tuple(operators)
         self.telemetry = telemetry or Telemetry()
@@ -216,7 +219,8 @@ class Deliverer:
         if sink.markup != "slack":
             return render.terminal_message(notices, now), None
         slack = blocks.message(notices, now, compact=compact, folded=folded,
-                               buttons=blocks.shows_buttons(sink.threads, self.operators))
+                               buttons=blocks.shows_buttons(sink.threads, self.operators),
+                               link=self.link)
         return slack.text, blocks.masked(slack.blocks, self.mask)
 
     async def _update(self, sink: Sink, parent: str) -> Delivery:
@@ -230,7 +234,7 @@ class Deliverer:
         buttons = blocks.shows_buttons(sink.threads, self.operators)
         if buttons:  # clicks since the last poll show at once
             alerts = self._as_clicked(alerts, now)
-        slack = blocks.current_state(alerts, now, buttons=buttons)
+        slack = blocks.current_state(alerts, now, buttons=buttons, link=self.link)
         body, shown = slack.text, blocks.masked(slack.blocks, self.mask)
         result = await sink.update(landed.channel, landed.ts, self.mask(body), blocks=shown)
         if not result.ok and result.error in UPDATE_REFUSED:

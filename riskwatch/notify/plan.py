@@ -27,6 +27,7 @@ class Router:
     default: list[str]
     slack_web: Callable[[str], Sink] | None = None  # makes a sink for a rule's own channel
     web_default_channel: str | None = None
+    links: bool = False  # alerts link to their account's status page (RISKWATCH_PUBLIC_URL)
 
     def destinations(self, notice: Notice) -> list[str]:
         """The destinations of ``notice``: a rule's ``channel`` overrides the Web API default."""
@@ -70,7 +71,7 @@ def plan_messages(notices: Sequence[Notice], router: Router) -> MessagePlan:
     messages: list[NewMessage] = []
     threads: dict[AlertKey, str] = {}
     for (destination, parent), grouped in groups.items():
-        for chunk, compact in _chunks(grouped):
+        for chunk, compact in _chunks(grouped, linked=router.links):
             message = NewMessage(uuid.uuid4().hex, destination,
                                  {"notices": [notice_to_dict(n) for n in chunk], "thread": parent,
                                   "compact": compact})
@@ -83,7 +84,8 @@ def plan_messages(notices: Sequence[Notice], router: Router) -> MessagePlan:
     return MessagePlan(messages, threads)
 
 
-def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
+def _chunks(items: Sequence[Notice], *,
+            linked: bool = False) -> Iterable[tuple[Sequence[Notice], bool]]:
     """Detailed messages for the first alerts of a poll, one-line summaries past that.
 
     A poll that changes 500 alerts makes about a dozen detailed messages and a few compact
@@ -92,18 +94,20 @@ def _chunks(items: Sequence[Notice]) -> Iterable[tuple[Sequence[Notice], bool]]:
     strings split a message, never clip it.
     """
     detailed, rest = items[:render.MAX_DETAILED_PER_POLL], items[render.MAX_DETAILED_PER_POLL:]
-    for chunk in fill(detailed, render.MAX_ALERTS_PER_MESSAGE, compact=False):
+    for chunk in fill(detailed, render.MAX_ALERTS_PER_MESSAGE, compact=False, linked=linked):
         yield chunk, False
     for chunk in fill(rest, render.MAX_LINES_PER_MESSAGE, compact=True):
         yield chunk, True
 
 
-def fill(items: Sequence[Notice], most: int, *, compact: bool) -> Iterable[Sequence[Notice]]:
-    """Consecutive runs of ``items``, each at most ``most`` long and within the budget."""
+def fill(items: Sequence[Notice], most: int, *, compact: bool,
+         linked: bool = False) -> Iterable[Sequence[Notice]]:
+    """Consecutive runs of ``items``, each at most ``most`` long and within the budget
+    (``linked``: each alert carries a link to its status page)."""
     chunk: list[Notice] = []
     used = 0
     for notice in items:
-        size = blocks.planned_size(notice, compact=compact)
+        size = blocks.planned_size(notice, compact=compact, linked=linked)
         if chunk and (len(chunk) == most or used + size > render.MESSAGE_BUDGET):
             yield chunk
             chunk, used = [], 0

@@ -73,7 +73,7 @@ class Daemon:
         self.telemetry = telemetry = telemetry or Telemetry()
         self.deliverer = Deliverer(store, router, clock, Redactor(settings.secrets()).mask,
                                    telemetry, settings.slack_operators
-                                   if settings.slack_buttons else ())
+                                   if settings.slack_buttons else (), settings.public_url)
         self.rule_source = RuleSource(settings.rules, rules, telemetry)
         self.leadership = Leadership(store, self.deliverer, telemetry)
         self.poll = Poll(settings, self.rule_source, store, client, router,

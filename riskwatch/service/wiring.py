@@ -30,7 +30,7 @@ def build_router(settings: Settings, *, terminal: bool = False) -> Router:
     sinks: dict[str, Sink] = {}
     default: list[str] = []
     deadline = settings.deadline.total_seconds()
-    router = Router(sinks, default)
+    router = Router(sinks, default, links=settings.public_url is not None)
     if settings.slack_bot_token is not None and settings.slack_channel:
         token = settings.slack_bot_token.get_secret_value()
         api_url = settings.slack_api_url

@@ -193,10 +193,11 @@ def test_sixteen_detailed_alerts_fit_slacks_block_count() -> None:
     assert len(message.blocks) == 1 + 2 * render.MAX_ALERTS_PER_MESSAGE
 
 
-def _planned(notices: Sequence[Notice]) -> list[SlackMessage]:
-    router = Router({"webhook": SlackWebhookSink("http://127.0.0.1:9/hook")}, ["webhook"])
+def _planned(notices: Sequence[Notice], link: blocks.Link | None = None) -> list[SlackMessage]:
+    router = Router({"webhook": SlackWebhookSink("http://127.0.0.1:9/hook")}, ["webhook"],
+                    links=link is not None)
     return [blocks.message([notice_from_dict(n) for n in planned.payload["notices"]], at(86_400),
-                           compact=bool(planned.payload["compact"]), buttons=True)
+                           compact=bool(planned.payload["compact"]), buttons=True, link=link)
             for planned in plan_messages(notices, router).messages]
 
 
@@ -215,3 +216,35 @@ def test_a_poll_of_500_alerts_announces_all_500_within_slacks_limits(huge: bool)
     assert "more; see" not in shown
     name = "`{:03d}&amp;&lt;" if huge else "`desk-{:03d}`"
     assert all(name.format(i) in shown for i in range(500))
+
+
+def test_with_a_public_url_each_alert_links_to_its_accounts_status_page() -> None:
+    """RISKWATCH_PUBLIC_URL: the context line links to /accounts/NAME, the name quoted so
+    that no character of it can end the link or start another; a name too long for a
+    link gets none, and the message still passes every limit."""
+    link = blocks.status_link("https://rw.example")
+    plain = blocks.message([Notice(NoticeKind.FIRING, _alert())], at(5), link=link)
+    check_limits(plain)
+    notes = [e["text"] for b in plain.blocks if b["type"] == "context" for e in b["elements"]]
+    assert "<https://rw.example/accounts/desk-1|Status page>" in notes
+    odd = blocks.message([Notice(NoticeKind.FIRING, _alert("a|b>c <!here>"))], at(5), link=link)
+    shown = json.dumps(odd.blocks)
+    assert "https://rw.example/accounts/a%7Cb%3Ec%20%3C%21here%3E|Status page" in shown
+    long = blocks.message([_huge(1)], at(5), link=link)
+    check_limits(long)
+    assert "Status page" not in json.dumps(long.blocks)
+    without = blocks.message([Notice(NoticeKind.FIRING, _alert())], at(5))
+    assert "Status page" not in json.dumps(without.blocks)
+
+
+def test_with_links_500_alerts_still_fit_and_every_detailed_alert_links() -> None:
+    """The planner counts the status page link when there is one: every message keeps
+    Slack's limits, and no detailed message has to fall back to one line per alert."""
+    notices = [Notice(NoticeKind.FIRING, _alert(f"desk-{i:03d}", detail="HTTP 500"))
+               for i in range(500)]
+    messages = _planned(notices, blocks.status_link("https://riskwatch.desk.example"))
+    for message in messages:
+        check_limits(message)
+    shown = "\n".join(json.dumps(message.blocks) for message in messages)
+    detailed = [n for n in range(500) if f"desk-{n:03d}|Status page" in shown]
+    assert detailed == list(range(render.MAX_DETAILED_PER_POLL))
