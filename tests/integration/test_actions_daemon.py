@@ -24,9 +24,9 @@ from riskwatch.demo.loopback import Reply, Request
 from riskwatch.service.daemon import Daemon
 from riskwatch.store import SqliteStore
 from tests.helpers import T0
+from tests.integration.command import riskwatch
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import RUN, close_daemon, make_daemon, run_env, settings_for
-from tests.integration.test_cli import riskwatch
 
 ACCOUNT_ID = "2fd72fdc-e010-400f-886c-2e45fa0104c4"
 LEVER_RULES = """

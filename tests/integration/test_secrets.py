@@ -24,10 +24,10 @@ from riskwatch.demo.loopback import Reply, Request
 from riskwatch.service import leverage_call
 from riskwatch.source.client import TreadClient, make_http_client
 from tests.helpers import T0, raw_payload
+from tests.integration.command import riskwatch
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import close_daemon, make_daemon, settings_for, wait_until
 from tests.integration.test_actions_daemon import LEVER_RULES, _cached
-from tests.integration.test_cli import riskwatch
 from tests.integration.test_web import get
 
 BOT_TOKEN = "xoxb-test-secret-bot-token"
