@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +13,9 @@ from typing import Any
 from riskwatch.core.snapshot import Account, Asset
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# RISKWATCH_FUZZ=full: the deep run of every generated test (docs/RELIABILITY.md's counts);
+# by default each tries a few hundred examples, enough for CI to meet the usual failures.
+DEEP = os.environ.get("RISKWATCH_FUZZ") == "full"
 T0 = datetime(2026, 1, 22, 10, 0, 0, tzinfo=UTC)
 
 
@@ -23,6 +28,14 @@ def payload(name: str) -> Any:
 def raw_payload(name: str) -> bytes:
     """A JSON fixture's bytes, served as they are (numbers stay numbers)."""
     return (FIXTURES / "payloads" / name).read_bytes()
+
+
+def scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for a store made per generated example: in memory where the system
+    has such a place (/dev/shm), as SQLite's syncs to a disk take longer than the example."""
+    memory = Path("/dev/shm")
+    usable = memory.is_dir() and os.access(memory, os.W_OK)
+    return tempfile.TemporaryDirectory(dir=memory if usable else None)
 
 
 def at(seconds: float) -> datetime:
