@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +29,14 @@ def payload(name: str) -> Any:
 def raw_payload(name: str) -> bytes:
     """A JSON fixture's bytes, served as they are (numbers stay numbers)."""
     return (FIXTURES / "payloads" / name).read_bytes()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: one the system just handed out and took back
+    (a fixed one, such as 9, may be taken on some machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def scratch_folder() -> tempfile.TemporaryDirectory[str]:

@@ -99,11 +99,19 @@ async def wait_until(predicate: Any, seconds: float) -> bool:
 
 
 class Clock:
-    """A clock the test moves by hand; the fake API stamps its data with it."""
+    """A clock the test moves by hand; the fake API stamps its data with it, and the fake
+    Slack records its calls at its time (seconds since the epoch)."""
 
-    def __init__(self, tread: FakeTread) -> None:
+    def __init__(self, tread: FakeTread | None = None, slack: FakeSlack | None = None) -> None:
         self.now = datetime.now(UTC)
-        tread.stamp_clock = lambda: self.now.timestamp()
+        if tread is not None:
+            tread.stamp_clock = self.timestamp
+        if slack is not None:
+            slack.clock = self.timestamp
+
+    def timestamp(self) -> float:
+        """Now, in seconds since the epoch."""
+        return self.now.timestamp()
 
     def __call__(self) -> datetime:
         return self.now
@@ -134,3 +142,23 @@ def drive(settings: Settings, clock: Clock,
 
     asyncio.run(go())
     return daemon
+
+
+async def ticks(daemon: Daemon, clock: Clock, count: int, seconds: float | None = None) -> None:
+    """``count`` ticks of the loop on ``clock``: a tick (lead, poll, watch the store), the
+    deliverer's round, then ``seconds`` (by default one poll interval) pass."""
+    step = daemon.settings.poll_interval.total_seconds() if seconds is None else seconds
+    for _ in range(count):
+        await daemon.tick_once()
+        await daemon.deliverer.deliver_due()
+        clock.advance(step)
+
+
+async def ticks_until(daemon: Daemon, clock: Clock, done: Callable[[], object],
+                      most: int = 30) -> bool:
+    """Tick until ``done()`` holds, at most ``most`` ticks; whether it came to hold."""
+    for _ in range(most):
+        if done():
+            return True
+        await ticks(daemon, clock, 1)
+    return bool(done())

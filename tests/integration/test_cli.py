@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from riskwatch.demo.loopback import Reply
-from tests.helpers import FIXTURES, raw_payload
+from tests.helpers import FIXTURES, closed_port, raw_payload
 from tests.integration.command import riskwatch, riskwatch_process
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio
@@ -114,12 +114,13 @@ def test_wrong_token_is_one_line_and_exit_2(tread: FakeTread) -> None:
 
 def test_unreachable_api_is_one_line_and_exit_2() -> None:
     """A closed port: one line naming the URL, exit 2."""
-    env = {"RISKWATCH_TREAD_URL": "http://127.0.0.1:9", "RISKWATCH_TREAD_TOKEN": TOKEN,
+    url = f"http://127.0.0.1:{closed_port()}"
+    env = {"RISKWATCH_TREAD_URL": url, "RISKWATCH_TREAD_TOKEN": TOKEN,
            "RISKWATCH_RULES": str(CHECK_RULES)}
     result = riskwatch("snapshot", env=env)
     assert result.returncode == 2
     _no_traceback(result)
-    assert "cannot reach http://127.0.0.1:9" in result.stderr
+    assert f"cannot reach {url}" in result.stderr
 
 
 def test_missing_token_and_bad_setting_name_the_variable(tread: FakeTread) -> None:
