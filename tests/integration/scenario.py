@@ -145,13 +145,18 @@ def drive(settings: Settings, clock: Clock,
 
 
 async def ticks(daemon: Daemon, clock: Clock, count: int, seconds: float | None = None) -> None:
-    """``count`` ticks of the loop on ``clock``: a tick (lead, poll, watch the store), the
-    deliverer's round, then ``seconds`` (by default one poll interval) pass."""
+    """``count`` ticks of the loop on ``clock``: a tick (lead, poll, watch the store), then
+    ``seconds`` (by default one poll interval) pass, in which the deliverer sends each
+    message when it falls due, as it does beside the real loop."""
     step = daemon.settings.poll_interval.total_seconds() if seconds is None else seconds
     for _ in range(count):
+        end = clock.now + timedelta(seconds=step)
         await daemon.tick_once()
-        await daemon.deliverer.deliver_due()
-        clock.advance(step)
+        while (due := await daemon.deliverer.deliver_due()) is not None:
+            if clock.now + timedelta(seconds=due) >= end:
+                break
+            clock.advance(max(due, 0.001))
+        clock.now = end
 
 
 async def ticks_until(daemon: Daemon, clock: Clock, done: Callable[[], object],
