@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import time
 import tracemalloc
@@ -56,10 +57,16 @@ def test_validate_answers_every_hostile_file_with_located_lines(tmp_path: Path) 
     """`rules validate` on bombs, deep nesting, bad tags, files too large, too wide or with
     too many rules: exit 1, one file:line:col line or more per file, no traceback."""
     files = [*BOMBS, *_huge_files(tmp_path)]
-    started = time.perf_counter()
+    before = _children_cpu()
     _assert_located_lines(riskwatch_process("rules", "validate", *map(str, files),
-                                            timeout=20), files)
-    assert time.perf_counter() - started < 10.0  # about 1 s: one process, 20 files
+                                            timeout=30), files)
+    assert _children_cpu() - before < 10.0  # about 1 s of CPU: one process, 20 files
+
+
+def _children_cpu() -> float:
+    """CPU seconds used by the finished child processes (the cores may be shared)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @pytest.mark.parametrize("name", ["bomb_billion_laughs", "bomb_self_alias", "bomb_deep_flow",
@@ -90,6 +97,9 @@ def _cost_of_refusing(path: Path) -> tuple[float, int]:
     return elapsed, peak
 
 
+# The two tests of the loader's cost run untraced (pytest-cov's no_cover): coverage
+# tracing would add its own time to what they measure, and makes them several times slower.
+@pytest.mark.no_cover
 @pytest.mark.parametrize("path", BOMBS, ids=[p.stem for p in BOMBS])
 def test_loading_a_hostile_file_takes_little_time_and_memory(path: Path) -> None:
     """Each hostile file is refused within a second, allocating less than 20 MB on the way."""
@@ -98,11 +108,12 @@ def test_loading_a_hostile_file_takes_little_time_and_memory(path: Path) -> None
     assert peak < 20_000_000
 
 
+@pytest.mark.no_cover
 def test_huge_files_take_little_time_and_memory(tmp_path: Path) -> None:
     """The largest files the reader takes in are refused within a second, under 100 MB."""
     for path in _huge_files(tmp_path):
         elapsed, peak = _cost_of_refusing(path)
-        assert elapsed < 2.0, path.name  # about 0.5 s under coverage
+        assert elapsed < 2.0, path.name  # about 0.3 s
         assert peak < 100_000_000, path.name
 
 

@@ -11,6 +11,7 @@ from benchmarks.soak import soak
 from riskwatch.config import logs
 
 
+@pytest.mark.no_cover  # its claim is about leaks: tracing 1,000 polls tripled its CPU time
 @pytest.mark.timeout(300)
 def test_short_soak_leaks_nothing() -> None:
     """1,000 polls with random API and Slack faults: the daemon keeps polling, and memory,

@@ -14,7 +14,7 @@ from riskwatch.core.lifecycle import Alert, AlertKey, Observation
 from riskwatch.core.measures import AccountFigures
 from riskwatch.core.rules import Rule
 from riskwatch.core.snapshot import Account, Asset, Snapshot
-from tests.helpers import T0, at
+from tests.helpers import DEEP, T0, at
 
 numbers = st.one_of(st.none(), st.decimals(min_value=-10, max_value=200, places=2))
 
@@ -123,7 +123,7 @@ def plain_decide(compiled: list[CompiledRule], snapshot: Snapshot,
     return result
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=1_000 if DEEP else 200, deadline=None)
 @given(compiled=rules(), first=snapshots(), second=snapshots())
 def test_fast_decisions_equal_plain_decisions(
     compiled: list[CompiledRule], first: Snapshot, second: Snapshot,
