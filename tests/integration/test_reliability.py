@@ -82,13 +82,13 @@ def test_api_outage_fires_source_down_once_and_resolves_nothing(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
     """500s, an HTML page and timeouts past STALE_AFTER: one source-down, no false resolution."""
-    settings = settings_for(tread, slack, tmp_path, stale_after="3s", request_deadline="0.5s")
+    settings = settings_for(tread, slack, tmp_path, stale_after="3s")  # deadline 1.5 s
     tread.set_cached(cached_with_ratio("0.9"))
     html = Reply(200, b"<html><body>maintenance</body></html>", {"Content-Type": "text/html"})
     _tick_through(settings, tread, slack, [
         (2, _set(tread, override=Reply.json({"message": "Something went wrong..."}, 500))),
         (2, _set(tread, override=html)),
-        (2, _set(tread, override=None, delay=1.0)),  # answers after the client's deadline
+        (2, _set(tread, override=None, delay=3.0)),  # answers after the client's deadline
         (4, _set(tread, delay=0.0)),
         (3, None),
     ])

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -351,6 +352,7 @@ def _case(**changes: Any) -> Callable[[Callable[..., None]], Callable[..., None]
 @_case(store_faults={4}, answers=["down", "ok"])  # no intent written: no call, later one
 @_case(answers=["bad-json", "value-error"], leverages=[Decimal(25), Decimal(30)])
 @_case(answers=["recursion"], leverages=[Decimal(25), Decimal(30)], opened=[0, 1], limit=1)
+@pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
 @settings(max_examples=300, deadline=None)
 @given(
     leverages=st.lists(st.decimals(min_value=1, max_value=60, places=0), min_size=1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -123,6 +124,7 @@ def plain_decide(compiled: list[CompiledRule], snapshot: Snapshot,
     return result
 
 
+@pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
 @settings(max_examples=1_000 if DEEP else 200, deadline=None)
 @given(compiled=rules(), first=snapshots(), second=snapshots())
 def test_fast_decisions_equal_plain_decisions(
