@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +14,9 @@ from typing import Any
 from riskwatch.core.snapshot import Account, Asset
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# RISKWATCH_FUZZ=full: the deep run of every generated test (docs/RELIABILITY.md's counts);
+# by default each tries a few hundred examples, enough for CI to meet the usual failures.
+DEEP = os.environ.get("RISKWATCH_FUZZ") == "full"
 T0 = datetime(2026, 1, 22, 10, 0, 0, tzinfo=UTC)
 
 
@@ -23,6 +29,22 @@ def payload(name: str) -> Any:
 def raw_payload(name: str) -> bytes:
     """A JSON fixture's bytes, served as they are (numbers stay numbers)."""
     return (FIXTURES / "payloads" / name).read_bytes()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: one the system just handed out and took back
+    (a fixed one, such as 9, may be taken on some machine)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scratch_folder() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for a store made per generated example: in memory where the system
+    has such a place (/dev/shm), as SQLite's syncs to a disk take longer than the example."""
+    memory = Path("/dev/shm")
+    usable = memory.is_dir() and os.access(memory, os.W_OK)
+    return tempfile.TemporaryDirectory(dir=memory if usable else None)
 
 
 def at(seconds: float) -> datetime:

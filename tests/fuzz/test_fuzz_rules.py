@@ -31,8 +31,13 @@ PIECES = ["scope: account", "metric: leverage", "levels: {}", "for: 5 minutes", 
           "defaults: {for: hourly}", "hysteresis: -1", "repeat: 1w", "&a *a", "!!python/name:os"]
 
 
-def _check(tmp: Path, text: str) -> None:
-    path = tmp / "fuzz.yaml"
+@pytest.fixture(scope="module")
+def rule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One file each example overwrites (a folder per example costs more than the load)."""
+    return tmp_path_factory.mktemp("fuzz") / "fuzz.yaml"
+
+
+def _check(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
     lines = max(1, len(text.splitlines()) + 1)
     try:
@@ -48,7 +53,7 @@ def _check(tmp: Path, text: str) -> None:
 @settings(max_examples=RULE_FILE_EXAMPLES // 2, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(seed=st.integers(0, 2**32), edits=st.integers(1, 5))
-def test_mutated_shipped_rules(tmp_path_factory: object, seed: int, edits: int) -> None:
+def test_mutated_shipped_rules(rule_file: Path, seed: int, edits: int) -> None:
     """The shipped file with lines dropped, duplicated or replaced by hostile pieces."""
     rng = random.Random(seed)
     lines = list(LINES)
@@ -64,16 +69,16 @@ def test_mutated_shipped_rules(tmp_path_factory: object, seed: int, edits: int) 
             lines[index] = " " * indent + rng.choice(PIECES)
         else:
             lines[index] = lines[index][: rng.randrange(len(lines[index]) + 1)]
-    _check(tmp_path_factory.mktemp("f"), "\n".join(lines))  # type: ignore[attr-defined]
+    _check(rule_file, "\n".join(lines))
 
 
 @settings(max_examples=RULE_FILE_EXAMPLES // 2, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(text=st.text(alphabet=st.sampled_from(list("abcdefgrulesnam:-[]{}'\"\n #&*!0123.9_")),
                     max_size=200))
-def test_random_text(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+def test_random_text(rule_file: Path, text: str) -> None:
     """Random YAML-ish text: loads, or is reported with a position; never anything else."""
-    _check(tmp_path_factory.mktemp("f"), text)
+    _check(rule_file, text)
 
 
 # ------------------------------------------------------------------------ hostile YAML
@@ -114,10 +119,10 @@ def hostile_yaml(draw: st.DrawFn) -> str:
 @settings(max_examples=RULE_FILE_EXAMPLES // 3, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(text=hostile_yaml())
-def test_hostile_yaml(tmp_path_factory: object, text: str) -> None:
+def test_hostile_yaml(rule_file: Path, text: str) -> None:
     """Bombs, cycles, depth and tags: refused (or loaded) quickly with a position, no crash."""
     started = time.perf_counter()
-    _check(tmp_path_factory.mktemp("f"), text)  # type: ignore[attr-defined]
+    _check(rule_file, text)
     assert time.perf_counter() - started < 5.0  # refused at once; a hang would take forever
 
 
@@ -159,32 +164,48 @@ RULE_KEYS = {
 FINITE = st.one_of(st.integers(-10**9, 10**9), st.floats(-1e300, 1e300, allow_nan=False))
 
 
+# Strategies are built once, here, not inside each draw: hypothesis validates a new
+# strategy on every draw, which cost more than loading the file it generates.
+SCOPES = ("account", "asset", "position")
+METRICS_OF = {scope: st.sampled_from([m for m in ALL_METRICS if scope in scopes_of(m)])
+              for scope in SCOPES}
+MATCH_KEYS = {scope: st.sets(st.sampled_from(
+    ["exchange", "account"] + (["symbol", "market_type"] if scope != "account" else [])))
+    for scope in SCOPES}
+LEVEL_VALUES = {size: st.sets(FINITE, min_size=size, max_size=size)
+                for size in range(1, len(SEVERITIES) + 1)}
+SEVERITY_SETS = st.sets(st.sampled_from(SEVERITIES), min_size=1)
+RULE_DURATIONS = st.sampled_from(["30s", "5m", "2h", "1d", 0, 15])
+
+
 @st.composite
 def good_rule(draw: st.DrawFn, index: int) -> dict[str, object]:
     """A rule the loader accepts: a metric that fits its scope, ordered levels, and so on."""
-    scope = draw(st.sampled_from(["account", "asset", "position"]))
-    metric = draw(st.sampled_from([m for m in ALL_METRICS if scope in scopes_of(m)]))
-    when = draw(st.sampled_from(["above", "below"]))
-    severities = sorted(draw(st.sets(st.sampled_from(SEVERITIES), min_size=1)),
-                        key=SEVERITIES.index)
-    values = sorted(draw(st.sets(FINITE, min_size=len(severities), max_size=len(severities))))
+    scope = draw(st.sampled_from(SCOPES))
+    metric = draw(METRICS_OF[scope])
+    when = draw(st.sampled_from(("above", "below")))
+    severities = sorted(draw(SEVERITY_SETS), key=SEVERITIES.index)
+    values = sorted(draw(LEVEL_VALUES[len(severities)]))
     values = values if when == "above" else values[::-1]
     rule: dict[str, object] = {"name": f"r{index}", "scope": scope, "metric": metric,
                                "when": when, "levels": dict(zip(severities, values, strict=True))}
-    keys = ["exchange", "account"] + (["symbol", "market_type"] if scope != "account" else [])
     if draw(st.booleans()):
-        rule["match"] = {key: ["*"] for key in draw(st.sets(st.sampled_from(keys)))}
+        rule["match"] = {key: ["*"] for key in draw(MATCH_KEYS[scope])}
     if scope == "position" and draw(st.booleans()):
         rule["action"] = {"set_leverage": draw(st.integers(1, 100)),
-                          "at": draw(st.sampled_from(severities))}
+                          "at": draw(st.sampled_from(tuple(severities)))}
     for key in ("for", "keep_firing_for", "repeat"):
         if draw(st.booleans()):
-            rule[key] = draw(st.sampled_from(["30s", "5m", "2h", "1d", 0, 15]))
+            rule[key] = draw(RULE_DURATIONS)
     if metric == "drawdown":
         rule["window"] = draw(st.sampled_from(["day", "24h", "15m", 3600]))
     elif metric in CHANGE_METRICS and scope == "account" and draw(st.booleans()):
         rule["change"] = draw(st.sampled_from(["15m", "1h", "1d", 900]))
     return rule
+
+
+GOOD_RULES = [good_rule(index) for index in range(3)]
+RULE_KEY_NAMES = st.sampled_from(sorted(RULE_KEYS))
 
 
 @st.composite
@@ -193,7 +214,7 @@ def rule_documents(draw: st.DrawFn) -> object:
     if draw(st.integers(0, 20)) == 0:
         return draw(st.sampled_from([None, [], "rules", {"rules": None},
                                      {"rules": {"name": "x"}}, {"rule": []}]))
-    rules = [draw(good_rule(index)) for index in range(draw(st.integers(0, 3)))]
+    rules = [draw(GOOD_RULES[index]) for index in range(draw(st.integers(0, 3)))]
     document: dict[str, object] = {"rules": rules}
     if draw(st.booleans()):
         document["defaults"] = draw(DEFAULTS)
@@ -201,7 +222,7 @@ def rule_documents(draw: st.DrawFn) -> object:
         if not rules:
             break
         rule = rules[draw(st.integers(0, len(rules) - 1))]
-        key = draw(st.sampled_from(sorted(RULE_KEYS)))
+        key = draw(RULE_KEY_NAMES)
         if draw(st.integers(0, 4)) == 0:
             rule.pop(key, None)
         else:
@@ -213,6 +234,10 @@ DEFAULTS = st.one_of(st.none(), st.sampled_from([[], "x"]), st.fixed_dictionarie
     "for": DURATIONS, "repeat": DURATIONS, "hysteresis": NUMBERS,
     "send_resolved": st.sampled_from([True, "no", None]), "channel": st.sampled_from(["#x", 1]),
     "levels": st.just({"warning": 1})}))
+# libyaml's dumper and loader where PyYAML was built with it: the same YAML, several times
+# faster than the pure-Python ones (riskwatch's own reader is what is under test)
+DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # JSON Schema cannot compare values, nor measure a duration written as text
 BLIND = ("thresholds out of order", "duplicate rule name", "window: longer than",
          "window: must be longer", "change: longer than", "change: must be longer")
@@ -221,22 +246,21 @@ BLIND = ("thresholds out of order", "duplicate rule name", "window: longer than"
 @settings(max_examples=RULE_FILE_EXAMPLES, deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(document=rule_documents())
-def test_schema_and_loader_agree(tmp_path_factory: object, document: object) -> None:
+def test_schema_and_loader_agree(rule_file: Path, document: object) -> None:
     """On any generated rule file, the shipped schema accepts exactly what the loader accepts
     (save thresholds out of order and duplicate names, which JSON Schema cannot state)."""
-    path = tmp_path_factory.mktemp("f") / "agree.yaml"  # type: ignore[attr-defined]
-    text = yaml.safe_dump(document, sort_keys=False)
-    path.write_text(text, encoding="utf-8")
+    text = yaml.dump(document, Dumper=DUMPER, sort_keys=False)
+    rule_file.write_text(text, encoding="utf-8")
     try:
-        load_rules([path])
+        load_rules([rule_file])
         problems: list[str] = []
     except RulesError as error:
         problems = [problem.message for problem in error.problems]
-    accepted = VALIDATOR.is_valid(yaml.safe_load(text))
+    data = yaml.load(text, Loader=LOADER)  # noqa: S506 - a safe loader (libyaml's if built)
+    accepted = VALIDATOR.is_valid(data)
     event("loads" if not problems else "refused, schema blind" if accepted else "refused")
     if problems and accepted:
         assert all(message.startswith(BLIND) for message in problems), (text, problems)
     else:
         assert accepted == (not problems), (text, problems,
-                                            [e.message for e in VALIDATOR.iter_errors(
-                                                yaml.safe_load(text))][:3])
+                                            [e.message for e in VALIDATOR.iter_errors(data)][:3])

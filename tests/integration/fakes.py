@@ -125,6 +125,7 @@ class FakeSlack:
     # client gave up is re-sent: at least once, see docs/RELIABILITY.md)
 
     fail_rate: float = 0.0  # chance that a call fails with 429 or 503 (soak)
+    clock: Callable[[], float] = time.monotonic  # the time each call is recorded at
 
     def __post_init__(self) -> None:
         self.random = random.Random(11)
@@ -142,7 +143,7 @@ class FakeSlack:
             body = json.loads(request.body or b"{}")
         except ValueError:
             body = dict(request.query)
-        call = SlackCall(time.monotonic(), method, body, request.headers)
+        call = SlackCall(self.clock(), method, body, request.headers)
         if self.delay:
             time.sleep(self.delay)
             with self.lock:

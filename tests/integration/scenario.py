@@ -99,11 +99,19 @@ async def wait_until(predicate: Any, seconds: float) -> bool:
 
 
 class Clock:
-    """A clock the test moves by hand; the fake API stamps its data with it."""
+    """A clock the test moves by hand; the fake API stamps its data with it, and the fake
+    Slack records its calls at its time (seconds since the epoch)."""
 
-    def __init__(self, tread: FakeTread) -> None:
+    def __init__(self, tread: FakeTread | None = None, slack: FakeSlack | None = None) -> None:
         self.now = datetime.now(UTC)
-        tread.stamp_clock = lambda: self.now.timestamp()
+        if tread is not None:
+            tread.stamp_clock = self.timestamp
+        if slack is not None:
+            slack.clock = self.timestamp
+
+    def timestamp(self) -> float:
+        """Now, in seconds since the epoch."""
+        return self.now.timestamp()
 
     def __call__(self) -> datetime:
         return self.now
@@ -134,3 +142,28 @@ def drive(settings: Settings, clock: Clock,
 
     asyncio.run(go())
     return daemon
+
+
+async def ticks(daemon: Daemon, clock: Clock, count: int, seconds: float | None = None) -> None:
+    """``count`` ticks of the loop on ``clock``: a tick (lead, poll, watch the store), then
+    ``seconds`` (by default one poll interval) pass, in which the deliverer sends each
+    message when it falls due, as it does beside the real loop."""
+    step = daemon.settings.poll_interval.total_seconds() if seconds is None else seconds
+    for _ in range(count):
+        end = clock.now + timedelta(seconds=step)
+        await daemon.tick_once()
+        while (due := await daemon.deliverer.deliver_due()) is not None:
+            if clock.now + timedelta(seconds=due) >= end:
+                break
+            clock.advance(max(due, 0.001))
+        clock.now = end
+
+
+async def ticks_until(daemon: Daemon, clock: Clock, done: Callable[[], object],
+                      most: int = 30) -> bool:
+    """Tick until ``done()`` holds, at most ``most`` ticks; whether it came to hold."""
+    for _ in range(most):
+        if done():
+            return True
+        await ticks(daemon, clock, 1)
+    return bool(done())

@@ -1,4 +1,7 @@
-"""Leverage actions through the daemon against a loopback fake Tread.fi and Slack (SPEC §6)."""
+"""Leverage actions through the daemon against a loopback fake Tread.fi and Slack (SPEC §6).
+
+The daemon runs poll by poll on a fake clock; a kill -9 during a call is a real process
+(``e2e``)."""
 
 from __future__ import annotations
 
@@ -24,9 +27,18 @@ from riskwatch.demo.loopback import Reply, Request
 from riskwatch.service.daemon import Daemon, utcnow
 from riskwatch.store import SqliteStore
 from tests.helpers import T0
+from tests.integration.command import riskwatch
 from tests.integration.fakes import FakeSlack, FakeTread
-from tests.integration.scenario import RUN, close_daemon, make_daemon, run_env, settings_for
-from tests.integration.test_cli import riskwatch
+from tests.integration.scenario import (
+    RUN,
+    Clock,
+    close_daemon,
+    drive,
+    make_daemon,
+    run_env,
+    settings_for,
+    ticks,
+)
 
 ACCOUNT_ID = "2fd72fdc-e010-400f-886c-2e45fa0104c4"
 LEVER_RULES = """
@@ -59,12 +71,16 @@ def _live(leverages: dict[str, str]) -> dict[str, Any]:
          "notional_pct_total": 0.5} for symbol, lev in leverages.items()]}}
 
 
-async def _run(daemon: Daemon, seconds: float) -> None:
-    task = asyncio.create_task(daemon.run())
-    await asyncio.sleep(seconds)
-    daemon.stop_event.set()
-    await asyncio.wait_for(task, timeout=15)
-    await close_daemon(daemon)
+def _run(tread: FakeTread, slack: FakeSlack, folder: Path, polls: int, **extra: Any) -> None:
+    """``polls`` ticks, one poll interval apart on a fake clock, of a daemon with
+    LEVER_RULES (or ``rules=``) and the given settings."""
+    clock = Clock(tread)
+    settings = settings_for(tread, slack, folder, **{"rules": LEVER_RULES, **extra})
+
+    async def script(daemon: Daemon) -> None:
+        await ticks(daemon, clock, polls)
+
+    drive(settings, clock, script)
 
 
 def _daemon(tread: FakeTread, slack: FakeSlack, tmp_path: Path,
@@ -90,7 +106,7 @@ def test_dry_run_says_what_it_would_do_and_calls_nothing(
     stream = io.StringIO()
     logs.configure("info", "json", [], stream=stream)
     try:
-        asyncio.run(_run(_daemon(tread, slack, tmp_path), 2.5))
+        _run(tread, slack, tmp_path, 3)
     finally:
         structlog.reset_defaults()
     assert tread.leverage_calls == []
@@ -104,7 +120,7 @@ def test_enforce_calls_once_per_firing_with_the_exact_body(
 ) -> None:
     """enforce: one POST per firing, body as SPEC says, outcome in the Slack message."""
     tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
-    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 3.5))
+    _run(tread, slack, tmp_path, 4, actions="enforce")
     assert tread.leverage_calls == [
         {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": [ACCOUNT_ID]}]
     post = slack.posts()[0]  # later: "still 25x", as this fake never changes the leverage
@@ -118,7 +134,7 @@ def test_enforce_on_live_source_finds_the_account_id_by_name(
     tread.live = _live({"SOL:PERP-USDT": "25"})
     tread.accounts = [{"id": "acc-uuid-live", "name": "desk-1", "exchange": "Bybit",
                        "api_key": "secret-exchange-key"}]
-    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce", source="live"), 2.5))
+    _run(tread, slack, tmp_path, 3, actions="enforce", source="live")
     assert tread.leverage_calls == [
         {"leverage": "5", "pair": "SOL:PERP-USDT", "account_ids": ["acc-uuid-live"]}]
     assert "secret-exchange-key" not in json.dumps([c.body for c in slack.attempts])
@@ -130,8 +146,7 @@ def test_never_raises_leverage(tread: FakeTread, slack: FakeSlack, tmp_path: Pat
     """A position already at or below the target is skipped, with the reason in the audit."""
     rules = LEVER_RULES.replace("set_leverage: 5", "set_leverage: 30")
     tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
-    daemon = make_daemon(settings_for(tread, slack, tmp_path, rules=rules, actions="enforce"))
-    asyncio.run(_run(daemon, 2.5))
+    _run(tread, slack, tmp_path, 3, rules=rules, actions="enforce")
     assert tread.leverage_calls == []
     store = SqliteStore(tmp_path / "state.db")
     [decision] = store.actions()
@@ -145,7 +160,7 @@ def test_422_fails_without_retry_and_5xx_retries_three_times(
     tread.set_cached(_cached({"SOL:PERP-USDT": "25", "ETH:PERP-USDT": "30"}))
     tread.leverage_replies = [Reply.json({"message": "Failed to set leverage"}, 422)] + [
         Reply.json({"message": "Something went wrong..."}, 500)] * 4
-    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 6))
+    _run(tread, slack, tmp_path, 6, actions="enforce")
     assert len(tread.leverage_calls) == 5  # one 422, then 1 + 3 retries of 500
     [post] = slack.posts()
     assert "Failed to set leverage" in post.body["text"]
@@ -158,8 +173,7 @@ def test_hourly_cap_stops_actions_and_raises_one_critical_alert(
 ) -> None:
     """With a cap of 2, the third position is skipped and action-limit fires once."""
     tread.set_cached(_cached({"A:PERP-USDT": "25", "B:PERP-USDT": "25", "C:PERP-USDT": "25"}))
-    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce",
-                             max_actions_per_hour=2), 3.5))
+    _run(tread, slack, tmp_path, 4, actions="enforce", max_actions_per_hour=2)
     assert len(tread.leverage_calls) == 2
     texts = "\n".join(p.body["text"] for p in slack.posts())
     assert texts.count("`action-limit`") == 1 and "FIRING · CRITICAL" in texts
@@ -177,10 +191,10 @@ def test_silenced_or_off_never_acts(tread: FakeTread, slack: FakeSlack, tmp_path
     store.add_silence(Silence("s1", "lev-*", None, None, now, now + timedelta(hours=1), "x",
                               now))
     store.close()
-    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 2.5))
+    _run(tread, slack, tmp_path, 3, actions="enforce")
     off_dir = tmp_path / "off"
     off_dir.mkdir()
-    asyncio.run(_run(_daemon(tread, slack, off_dir, actions="off"), 2.5))
+    _run(tread, slack, off_dir, 3, actions="off")
     assert tread.leverage_calls == []
     reasons = [d.detail for d in SqliteStore(tmp_path / "state.db").actions()]
     reasons += [d.detail for d in SqliteStore(off_dir / "state.db").actions()]
@@ -193,7 +207,7 @@ def test_actions_command_lists_every_decision(
     """`riskwatch actions --format json` lists time, account, exchange, pair, leverages,
     mode, outcome and the API's answer."""
     tread.set_cached(_cached({"SOL:PERP-USDT": "25"}))
-    asyncio.run(_run(_daemon(tread, slack, tmp_path, actions="enforce"), 2.5))
+    _run(tread, slack, tmp_path, 3, actions="enforce")
     result = riskwatch("actions", "--format", "json",
                        env={"RISKWATCH_STATE": f"sqlite:///{tmp_path}/state.db"})
     [row] = json.loads(result.stdout)
@@ -328,6 +342,7 @@ def test_a_call_the_next_data_confirms_adds_nothing(
     assert all(alert.verify_after is None for alert in stored.values())
 
 
+@pytest.mark.e2e
 def test_killed_during_the_call_the_next_process_announces_and_does_not_call_again(
     slack: FakeSlack, tmp_path: Path,
 ) -> None:

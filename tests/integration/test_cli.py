@@ -1,4 +1,9 @@
-"""The `riskwatch` command as a user runs it: real processes, exit statuses, one-line errors."""
+"""The `riskwatch` command as a user runs it: exit statuses, one-line errors.
+
+Most run the console entry point in this process (tests/integration/command.py); the tests
+marked ``e2e`` run real processes: one exit status of each kind (0, 1, 2) and a stop by
+SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +18,13 @@ from pathlib import Path
 import pytest
 
 from riskwatch.demo.loopback import Reply
-from tests.helpers import FIXTURES, raw_payload
+from tests.helpers import FIXTURES, closed_port, raw_payload
+from tests.integration.command import riskwatch, riskwatch_process
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio
 
 CHECK_RULES = FIXTURES / "rules" / "good" / "check.yaml"
 QUIET_RULES = FIXTURES / "rules" / "good" / "quiet.yaml"
-
-
-def riskwatch(*args: str, env: dict[str, str] | None = None,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run the installed command with RISKWATCH_* settings from ``env``."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "riskwatch", *args], env=full_env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _env(tread: FakeTread, rules: Path = CHECK_RULES, **extra: str) -> dict[str, str]:
@@ -71,18 +69,20 @@ def test_check_json_lists_exactly_the_implied_breaches(
         assert isinstance(breach["value"], str)
 
 
+@pytest.mark.e2e
 def test_check_with_no_breach_exits_zero(tread: FakeTread) -> None:
     """Rules nothing breaches: an empty JSON list and exit 0."""
     tread.set_cached(raw_payload("reference_cached.json"))
-    result = riskwatch("check", "--format", "json", env=_env(tread, rules=QUIET_RULES))
+    result = riskwatch_process("check", "--format", "json", env=_env(tread, rules=QUIET_RULES))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
 
 
+@pytest.mark.e2e
 def test_check_table_is_readable(tread: FakeTread) -> None:
     """The default table shows rule, account, symbol and values with units."""
     tread.set_cached(raw_payload("reference_cached.json"))
-    result = riskwatch("check", env=_env(tread))
+    result = riskwatch_process("check", env=_env(tread))
     assert result.returncode == 1
     assert "pos-leverage" in result.stdout and "10x" in result.stdout and "8x" in result.stdout
 
@@ -101,9 +101,10 @@ def test_malformed_row_is_skipped_reported_and_the_rest_evaluated(tread: FakeTre
     assert "notional has type dict" in error["detail"]
 
 
+@pytest.mark.e2e
 def test_wrong_token_is_one_line_and_exit_2(tread: FakeTread) -> None:
     """A refused token: one line naming the 401, exit 2, no traceback, no token."""
-    result = riskwatch("check", env=_env(tread, RISKWATCH_TREAD_TOKEN="wrong-secret-token"))
+    result = riskwatch_process("check", env=_env(tread, RISKWATCH_TREAD_TOKEN="wrong-secret-token"))
     assert result.returncode == 2
     _no_traceback(result)
     lines = [line for line in result.stderr.splitlines() if line.startswith("riskwatch:")]
@@ -113,12 +114,13 @@ def test_wrong_token_is_one_line_and_exit_2(tread: FakeTread) -> None:
 
 def test_unreachable_api_is_one_line_and_exit_2() -> None:
     """A closed port: one line naming the URL, exit 2."""
-    env = {"RISKWATCH_TREAD_URL": "http://127.0.0.1:9", "RISKWATCH_TREAD_TOKEN": TOKEN,
+    url = f"http://127.0.0.1:{closed_port()}"
+    env = {"RISKWATCH_TREAD_URL": url, "RISKWATCH_TREAD_TOKEN": TOKEN,
            "RISKWATCH_RULES": str(CHECK_RULES)}
     result = riskwatch("snapshot", env=env)
     assert result.returncode == 2
     _no_traceback(result)
-    assert "cannot reach http://127.0.0.1:9" in result.stderr
+    assert f"cannot reach {url}" in result.stderr
 
 
 def test_missing_token_and_bad_setting_name_the_variable(tread: FakeTread) -> None:
@@ -162,6 +164,7 @@ def test_snapshot_json_is_the_normalised_snapshot(tread: FakeTread) -> None:
     assert data["accounts"][1]["equity"] == "267387.34548772"
 
 
+@pytest.mark.e2e
 def test_run_stops_cleanly_on_sigterm_and_alerts_lists_the_state(
     tread: FakeTread, tmp_path: Path,
 ) -> None:

@@ -1,4 +1,5 @@
-"""The commands that read or edit the daemon's state store, as a user runs them."""
+"""The commands that read or edit the daemon's state store, as a user runs them (through
+the entry point in this process; a pipe to `head` in a real one)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from riskwatch.core.lifecycle import AlertKey, Observation, Policy
 from riskwatch.core.lifecycle import step as lifecycle_step
 from riskwatch.store import SqliteStore
 from tests.helpers import FIXTURES, T0
+from tests.integration.command import riskwatch
 from tests.integration.fakes import TOKEN, FakeTread
 from tests.integration.scenario import cached_with_ratio
 
@@ -20,9 +22,7 @@ RULES = FIXTURES / "rules" / "good" / "check.yaml"
 
 
 def _riskwatch(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {"PATH": "/usr/bin:/bin", "RISKWATCH_RULES": str(RULES), **env}
-    return subprocess.run([sys.executable, "-m", "riskwatch", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return riskwatch(*args, cwd=cwd, env={"RISKWATCH_RULES": str(RULES), **env})
 
 
 @pytest.mark.parametrize("args", [["alerts"], ["actions"], ["silence", "list"],
@@ -79,6 +79,7 @@ def test_alerts_json_names_the_scope_of_asset_rules(tmp_path: Path) -> None:
     assert [row["scope"] for row in json.loads(listed.stdout)] == ["asset"]
 
 
+@pytest.mark.e2e
 def test_a_reader_that_stops_early_is_not_an_error(tread: FakeTread, tmp_path: Path) -> None:
     """`riskwatch snapshot | head -1` on a large answer exits 0, with nothing on stderr."""
     payload = cached_with_ratio("0.1")

@@ -1,4 +1,7 @@
-"""`riskwatch run` end to end at one-second polls against loopback fakes of Tread.fi and Slack."""
+"""`riskwatch run` at one-second polls against loopback fakes of Tread.fi and Slack.
+
+The alert lifecycle runs tick by tick on a fake clock; how the loop stops and how it
+schedules a slow poll are about its real timers, so those two run on them (``e2e``)."""
 
 from __future__ import annotations
 
@@ -7,26 +10,33 @@ import itertools
 import time
 from pathlib import Path
 
+import pytest
+
 from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
+    Clock,
     cached_with_ratio,
     close_daemon,
+    daemon_on,
     make_daemon,
     settings_for,
+    ticks,
+    ticks_until,
     wait_until,
 )
 
 LATENCY_LIMIT = 1.5  # one poll interval plus half a second
 
 
-async def _change_and_wait(tread: FakeTread, slack: FakeSlack, ratio: str,
-                           expected_posts: int) -> float:
-    """Move the account to ``ratio``; return seconds until Slack had ``expected_posts``."""
-    changed = time.monotonic()
+async def _change_and_wait(daemon: Daemon, clock: Clock, tread: FakeTread, slack: FakeSlack,
+                           ratio: str, expected_posts: int) -> float:
+    """Move the account to ``ratio``; return the clock's seconds until Slack had
+    ``expected_posts``."""
+    changed = clock.timestamp()
     tread.set_cached(cached_with_ratio(ratio))
-    arrived = await wait_until(lambda: len(slack.posts()) >= expected_posts, seconds=5)
-    assert arrived, f"no message {expected_posts} within 5s"
+    arrived = await ticks_until(daemon, clock, lambda: len(slack.posts()) >= expected_posts, 5)
+    assert arrived, f"no message {expected_posts} within 5 polls"
     return slack.posts()[expected_posts - 1].at - changed
 
 
@@ -50,26 +60,25 @@ def test_warning_critical_safe_sends_exactly_three_timely_messages_and_restart_s
     """SPEC issue point 4 through the webhook: firing, escalation, resolution; no repeats."""
     settings = settings_for(tread, slack, tmp_path)
     tread.set_cached(cached_with_ratio("0.2"))
+    clock = Clock(tread, slack)
 
     async def scenario() -> list[float]:
         latencies = []
-        daemon = make_daemon(settings)
-        task = await _start(daemon)
-        await asyncio.sleep(2.2)
+        daemon = daemon_on(settings, clock)
+        await ticks(daemon, clock, 2)
         assert slack.posts() == []  # safe: nothing to say
-        latencies.append(await _change_and_wait(tread, slack, "0.6", 1))
-        await asyncio.sleep(2.5)
+        latencies.append(await _change_and_wait(daemon, clock, tread, slack, "0.6", 1))
+        await ticks(daemon, clock, 3)
         assert len(slack.posts()) == 1  # nothing more while the state holds
-        latencies.append(await _change_and_wait(tread, slack, "0.9", 2))
-        await asyncio.sleep(1.2)
-        await _stop(daemon, task)
-        restarted = make_daemon(settings)  # a restart while the alert fires
-        task = await _start(restarted)
-        await asyncio.sleep(3.2)
+        latencies.append(await _change_and_wait(daemon, clock, tread, slack, "0.9", 2))
+        await ticks(daemon, clock, 1)
+        await close_daemon(daemon)
+        restarted = daemon_on(settings, clock)  # a restart while the alert fires
+        await ticks(restarted, clock, 3)
         assert len(slack.posts()) == 2, "the restart repeated a notification"
-        latencies.append(await _change_and_wait(tread, slack, "0.1", 3))
-        await asyncio.sleep(2.5)
-        await _stop(restarted, task)
+        latencies.append(await _change_and_wait(restarted, clock, tread, slack, "0.1", 3))
+        await ticks(restarted, clock, 3)
+        await close_daemon(restarted)
         return latencies
 
     latencies = asyncio.run(scenario())
@@ -87,15 +96,16 @@ def test_bot_token_threads_changes_and_updates_the_firing_message(
     """With the Web API, changes reply in the firing message's thread and it is edited."""
     settings = settings_for(tread, slack, tmp_path, bot=True)
     tread.set_cached(cached_with_ratio("0.6"))
+    clock = Clock(tread, slack)
 
     async def scenario() -> None:
-        daemon = make_daemon(settings)
-        task = await _start(daemon)
-        assert await wait_until(lambda: len(slack.posts()) == 1, seconds=5)
-        await _change_and_wait(tread, slack, "0.9", 2)
-        await _change_and_wait(tread, slack, "0.2", 3)
-        await wait_until(lambda: sum(c.method == "chat.update" for c in slack.calls) >= 2, 5)
-        await _stop(daemon, task)
+        daemon = daemon_on(settings, clock)
+        assert await ticks_until(daemon, clock, lambda: len(slack.posts()) == 1, 5)
+        await _change_and_wait(daemon, clock, tread, slack, "0.9", 2)
+        await _change_and_wait(daemon, clock, tread, slack, "0.2", 3)
+        await ticks_until(daemon, clock,
+                          lambda: sum(c.method == "chat.update" for c in slack.calls) >= 2, 5)
+        await close_daemon(daemon)
 
     asyncio.run(scenario())
     first, escalation, resolution = slack.posts()
@@ -109,6 +119,7 @@ def test_bot_token_threads_changes_and_updates_the_firing_message(
     assert first.headers["authorization"] == "Bearer xoxb-test-secret-bot-token"
 
 
+@pytest.mark.e2e
 def test_daemon_stops_within_seconds_and_survives_api_failures(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -135,6 +146,7 @@ def test_daemon_stops_within_seconds_and_survives_api_failures(
     assert len(slack.posts()) == 1  # the outage resolved nothing (stale_after not yet reached)
 
 
+@pytest.mark.e2e
 def test_slow_api_never_overlaps_polls_nor_piles_them_up(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:

@@ -1,9 +1,13 @@
-"""The outbox against a loopback fake Slack: retries, Retry-After, permanent errors, restarts."""
+"""The outbox against a loopback fake Slack: retries, Retry-After, permanent errors, restarts.
+
+The deliverer runs round by round on a fake clock (``deliver_due`` says how long until the
+next message is due, and the clock jumps there): the waits are Slack's and the backoff's,
+not the test's."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+from datetime import timedelta
 from pathlib import Path
 
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
@@ -13,7 +17,9 @@ from riskwatch.notify.plan import Router, plan_messages
 from riskwatch.notify.sinks import SlackWebhookSink, SlackWebSink
 from riskwatch.service.daemon import utcnow
 from riskwatch.store import SqliteStore
+from tests.helpers import closed_port
 from tests.integration.fakes import FakeSlack
+from tests.integration.scenario import Clock
 
 
 def _notice(account: str) -> Notice:
@@ -32,12 +38,16 @@ def _enqueue(store: SqliteStore, router: Router, *accounts: str) -> None:
         store.save_poll({}, [], plan_messages([_notice(account)], router).messages, utcnow())
 
 
-async def _deliver_for(deliverer: Deliverer, seconds: float) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(deliverer.run(stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(task, timeout=5)
+def _deliver_for(deliverer: Deliverer, clock: Clock, seconds: float) -> None:
+    """Delivery rounds for ``seconds`` of the fake clock, which jumps to each next due time."""
+    async def rounds() -> None:
+        end = clock.now + timedelta(seconds=seconds)
+        while clock.now < end:
+            due_in = await deliverer.deliver_due()
+            left = (end - clock.now).total_seconds()
+            clock.advance(left if due_in is None else min(max(due_in, 0.001), left))
+
+    asyncio.run(rounds())
 
 
 def test_429_with_retry_after_is_honoured_and_sent_once(slack: FakeSlack, tmp_path: Path) -> None:
@@ -46,8 +56,9 @@ def test_429_with_retry_after_is_honoured_and_sent_once(slack: FakeSlack, tmp_pa
     router = _webhook_router(slack)
     slack.failures.append(Reply(429, b"rate_limited", {"Retry-After": "2"}))
     _enqueue(store, router, "desk-1")
-    started = time.monotonic()
-    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 3.5))
+    clock = Clock(slack=slack)
+    started = clock.timestamp()
+    _deliver_for(Deliverer(store, router, clock), clock, 3.5)
     [post] = slack.posts()
     assert post.at - started >= 2.0
     assert len(slack.attempts) == 2 and store.outbox() == []
@@ -61,7 +72,8 @@ def test_messages_wait_through_an_outage_and_arrive_in_order_once(
     router = _webhook_router(slack)
     slack.failures.extend([Reply(503, b"unavailable"), Reply(500, b"oops")])
     _enqueue(store, router, "desk-1", "desk-2", "desk-3")
-    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 8))
+    clock = Clock(slack=slack)
+    _deliver_for(Deliverer(store, router, clock), clock, 8)
     accounts = [p.body["text"].split("account `")[1][:6] for p in slack.posts()]
     assert accounts == ["desk-1", "desk-2", "desk-3"]
     gaps = [b.at - a.at for a, b in zip(slack.posts(), slack.posts()[1:], strict=False)]
@@ -75,8 +87,9 @@ def test_permanent_error_is_kept_reported_and_not_retried(slack: FakeSlack, tmp_
                     ["slack:#risk"])
     slack.failures.append(Reply.json({"ok": False, "error": "invalid_auth"}))
     _enqueue(store, router, "desk-1")
-    deliverer = Deliverer(store, router, utcnow)
-    asyncio.run(_deliver_for(deliverer, 1.5))
+    clock = Clock(slack=slack)
+    deliverer = Deliverer(store, router, clock)
+    _deliver_for(deliverer, clock, 1.5)
     assert len(slack.attempts) == 1 and slack.posts() == []
     [failed] = store.outbox("failed")
     assert failed.last_error == "invalid_auth"
@@ -89,21 +102,24 @@ def test_waiting_messages_survive_a_restart(slack: FakeSlack, tmp_path: Path) ->
     router = _webhook_router(slack)
     slack.failures.extend([Reply(500, b"down")] * 3)
     _enqueue(store, router, "desk-1")
-    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 0.5))
+    clock = Clock(slack=slack)
+    _deliver_for(Deliverer(store, router, clock), clock, 0.5)
     store.close()
     assert slack.posts() == []
     slack.failures.clear()
     reopened = SqliteStore(tmp_path / "state.db")
-    asyncio.run(_deliver_for(Deliverer(reopened, router, utcnow), 3))
+    _deliver_for(Deliverer(reopened, router, clock), clock, 3)
     assert len(slack.posts()) == 1
 
 
 def test_network_error_is_retried(tmp_path: Path) -> None:
     """An unreachable Slack is a retryable failure: the message waits with its error."""
     store = SqliteStore(tmp_path / "state.db")
-    router = Router({"webhook": SlackWebhookSink("http://127.0.0.1:9/hook")}, ["webhook"])
+    hook = f"http://127.0.0.1:{closed_port()}/hook"
+    router = Router({"webhook": SlackWebhookSink(hook)}, ["webhook"])
     _enqueue(store, router, "desk-1")
-    asyncio.run(_deliver_for(Deliverer(store, router, utcnow), 0.5))
+    clock = Clock()
+    _deliver_for(Deliverer(store, router, clock), clock, 0.5)
     [waiting] = store.outbox()
     assert waiting.attempts >= 1 and waiting.last_error is not None
     assert waiting.last_error.startswith("network:")

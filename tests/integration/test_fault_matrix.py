@@ -1,12 +1,13 @@
 """The fault matrix: each API, Slack and store fault against a daemon holding a firing alert.
 
 For every fault it records whether the daemon stayed up, and whether any alert was lost,
-duplicated or falsely resolved (docs/RELIABILITY.md lists the results).
+duplicated or falsely resolved (docs/RELIABILITY.md lists the results). The daemon runs
+tick by tick on a fake clock, one poll interval a tick; a kill -9 in the middle of a poll
+is a real process (``e2e``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sqlite3
@@ -25,12 +26,13 @@ from riskwatch.service.daemon import Daemon
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     RUN,
+    Clock,
     cached_with_ratio,
-    close_daemon,
-    make_daemon,
+    drive,
     run_env,
     settings_for,
-    wait_until,
+    ticks,
+    ticks_until,
 )
 
 Fault = Callable[[FakeTread, FakeSlack, Daemon], Callable[[], None]]
@@ -74,19 +76,6 @@ EXPECTED_BUILTIN = {"401": "auth-failed", "errors[] entry": "account-error",
                     "malformed row": "account-error"}
 
 
-async def _scenario(daemon: Daemon, tread: FakeTread, slack: FakeSlack, fault: Fault,
-                    seconds: float) -> bool:
-    task = asyncio.create_task(daemon.run())
-    assert await wait_until(lambda: len(slack.posts()) >= 1, seconds=5)
-    undo = fault(tread, slack, daemon)
-    await asyncio.sleep(seconds)
-    alive = not task.done()
-    undo()
-    await asyncio.sleep(1.5)
-    daemon.stop_event.set()
-    await asyncio.wait_for(task, timeout=15)
-    await close_daemon(daemon)
-    return alive
 
 
 def _margin_texts(slack: FakeSlack) -> list[str]:
@@ -99,10 +88,21 @@ def test_api_fault_keeps_the_daemon_up_and_every_alert_intact(
 ) -> None:
     """No crash, no lost, duplicated or falsely resolved alert; built-ins where due."""
     tread.set_cached(cached_with_ratio("0.9"))
-    daemon = make_daemon(settings_for(tread, slack, tmp_path))
-    seconds = 3.0 if name == "timeout" else 1.5  # a timeout needs longer than the 2 s limit
-    alive = asyncio.run(_scenario(daemon, tread, slack, API_FAULTS[name], seconds))
-    assert alive
+    clock = Clock(tread)
+    settings = settings_for(tread, slack, tmp_path)
+    polls: list[int] = []
+
+    async def script(daemon: Daemon) -> None:
+        assert await ticks_until(daemon, clock, lambda: len(slack.posts()) >= 1)
+        undo = API_FAULTS[name](tread, slack, daemon)
+        await ticks(daemon, clock, 2)
+        polls.append(daemon.polls)
+        undo()
+        await ticks(daemon, clock, 2)
+        polls.append(daemon.polls)
+
+    drive(settings, clock, script)
+    assert polls[1] > polls[0]  # still polling after the fault
     margin = _margin_texts(slack)
     assert len(margin) == 1 and "FIRING · CRITICAL" in margin[0]  # not lost, not repeated
     assert not any("RESOLVED" in t for t in margin)  # not falsely resolved
@@ -126,24 +126,20 @@ def test_slack_fault_delays_but_never_loses_or_repeats(
 ) -> None:
     """The firing and the resolution each arrive exactly once despite the fault."""
     tread.set_cached(cached_with_ratio("0.9"))
-    daemon = make_daemon(settings_for(tread, slack, tmp_path))
-    daemon.router = Router({"webhook": SlackWebhookSink(slack.webhook_url, timeout=1)},
-                           ["webhook"])
-    daemon.deliverer.router = daemon.router
+    clock = Clock(tread)
     SLACK_FAULTS[name](slack)
 
-    async def go() -> None:
-        task = asyncio.create_task(daemon.run())
-        await asyncio.sleep(2)
+    async def script(daemon: Daemon) -> None:
+        daemon.router = Router({"webhook": SlackWebhookSink(slack.webhook_url, timeout=1)},
+                               ["webhook"])
+        daemon.deliverer.router = daemon.router
+        await ticks(daemon, clock, 2)
         slack.delay = 0
         tread.set_cached(cached_with_ratio("0.1"))
-        await wait_until(lambda: len(_margin_texts(slack)) >= 2, seconds=12)
-        await asyncio.sleep(1.5)
-        daemon.stop_event.set()
-        await asyncio.wait_for(task, timeout=15)
-        await close_daemon(daemon)
+        await ticks_until(daemon, clock, lambda: len(_margin_texts(slack)) >= 2)
+        await ticks(daemon, clock, 2)
 
-    asyncio.run(go())
+    drive(settings_for(tread, slack, tmp_path), clock, script)
     margin = _margin_texts(slack)
     assert len(margin) == 2, margin
     assert "FIRING" in margin[0] and "RESOLVED" in margin[1]
@@ -155,18 +151,12 @@ def test_invalid_auth_is_kept_and_the_daemon_stays_up(
     """A permanent refusal: the message is kept as failed; polling goes on."""
     tread.set_cached(cached_with_ratio("0.9"))
     slack.failures.append(Reply(403, b"invalid_token"))
-    daemon = make_daemon(settings_for(tread, slack, tmp_path))
+    clock = Clock(tread)
 
-    async def go() -> bool:
-        task = asyncio.create_task(daemon.run())
-        await asyncio.sleep(2.5)
-        alive = not task.done() and daemon.polls >= 2
-        daemon.stop_event.set()
-        await asyncio.wait_for(task, timeout=15)
-        await close_daemon(daemon)
-        return alive
+    async def script(daemon: Daemon) -> None:
+        await ticks(daemon, clock, 3)
 
-    assert asyncio.run(go())
+    assert drive(settings_for(tread, slack, tmp_path), clock, script).polls == 3
     from riskwatch.store import SqliteStore
 
     [failed] = SqliteStore(tmp_path / "state.db").outbox("failed")
@@ -180,36 +170,31 @@ def test_store_fault_loses_nothing(
     """A locked or read-only state store: the daemon stays up, and the alert that fired
     meanwhile is sent once the store works again."""
     tread.set_cached(cached_with_ratio("0.1"))
-    daemon = make_daemon(settings_for(tread, slack, tmp_path))
+    clock = Clock(tread)
     blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
 
-    async def go() -> bool:
-        task = asyncio.create_task(daemon.run())
-        await asyncio.sleep(1.2)
+    async def script(daemon: Daemon) -> None:
+        await ticks(daemon, clock, 1)
         if fault == "locked":
             blocker.execute("BEGIN EXCLUSIVE")
         else:
             daemon.store._db.execute("PRAGMA query_only = ON")  # type: ignore[attr-defined]
         tread.set_cached(cached_with_ratio("0.9"))
-        await asyncio.sleep(4)
-        alive = not task.done()
+        await ticks(daemon, clock, 2)  # a locked store costs its 2 s busy timeout a tick
         if fault == "locked":
             blocker.execute("ROLLBACK")
         else:
             daemon.store._db.execute("PRAGMA query_only = OFF")  # type: ignore[attr-defined]
-        await wait_until(lambda: len(slack.posts()) >= 1, seconds=6)
-        await asyncio.sleep(2)
-        daemon.stop_event.set()
-        await asyncio.wait_for(task, timeout=15)
-        await close_daemon(daemon)
-        return alive
+        assert await ticks_until(daemon, clock, lambda: len(slack.posts()) >= 1, most=6)
+        await ticks(daemon, clock, 2)
 
-    assert asyncio.run(go())
+    drive(settings_for(tread, slack, tmp_path), clock, script)
     blocker.close()
     margin = _margin_texts(slack)
     assert len(margin) == 1 and "FIRING · CRITICAL" in margin[0]
 
 
+@pytest.mark.e2e
 def test_sigkill_in_the_middle_of_a_poll_repeats_nothing(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -231,7 +216,10 @@ def test_sigkill_in_the_middle_of_a_poll_repeats_nothing(
     tread.delay = 0
     second = subprocess.Popen(RUN, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    time.sleep(4)
+    restarted = len(tread.requests)
+    deadline = time.monotonic() + 20  # a loaded machine may take seconds to start it
+    while len(tread.requests) < restarted + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)  # three polls of the new process: its handlers are in place
     second.send_signal(signal.SIGTERM)
     second.wait(timeout=10)
     assert second.returncode == 0

@@ -9,12 +9,12 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 
+from tests.integration.command import riskwatch
 from tests.integration.conftest import PG_BASE
 
 REPO = Path(__file__).parent.parent.parent
@@ -46,14 +46,13 @@ def image_env(base: dict[str, str]) -> dict[str, str]:
 
 
 def run_as_image(workdir: Path, secrets: Path) -> subprocess.CompletedProcess[str]:
-    """`riskwatch alerts` with the image's ENV lines, in ``workdir``, reading ``secrets``."""
+    """`riskwatch alerts` with the image's ENV lines, in ``workdir``, reading ``secrets``
+    (through the entry point in this process, with exactly that environment)."""
     clean = {key: value for key, value in os.environ.items()
              if not key.upper().startswith("RISKWATCH_")}
-    env = image_env(clean)
-    env["RISKWATCH_SECRETS_DIR"] = str(secrets)
-    return subprocess.run(
-        [sys.executable, "-m", "riskwatch", "alerts", "--format", "json"],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=30, check=False)
+    env: dict[str, str | None] = {**image_env(clean), "RISKWATCH_SECRETS_DIR": str(secrets)}
+    env.update({key: None for key in os.environ if key not in env})
+    return riskwatch("alerts", "--format", "json", cwd=workdir, env=env)
 
 
 def tables_in(url: str) -> set[str]:

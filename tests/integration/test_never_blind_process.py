@@ -1,13 +1,13 @@
-"""Never blind, end to end: `riskwatch run` and `riskwatch check` as real processes.
+"""Never blind, end to end: `riskwatch run` as a real process, and `riskwatch check`.
 
-Marked ``e2e``: these wait on real timers, so they are few; the in-process tests of
-test_never_blind.py cover each fault class on a fake clock.
+The run is marked ``e2e``: it waits on real timers, so such tests are few; the in-process
+tests of test_never_blind.py cover each fault class on a fake clock. `check` runs through
+its entry point in this process (tests/integration/command.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 
 from riskwatch.demo.loopback import Reply
+from tests.integration.command import riskwatch
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import cached_with_ratio, run_env
-
-pytestmark = pytest.mark.e2e
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -45,6 +44,7 @@ def _http_address(process: subprocess.Popen[str]) -> str:
     raise AssertionError("the daemon did not start")
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_a_hung_api_is_named_on_time_and_the_log_stays_quiet(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
@@ -89,13 +89,11 @@ def test_check_names_a_watched_account_the_api_does_not_return(tread: FakeTread)
     """`check` with RISKWATCH_ACCOUNTS naming an account the API does not know: exit 1 and
     an account-missing line for it, in the table and in JSON."""
     tread.set_cached(cached_with_ratio("0.1"))
-    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
+    env = {"RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
            "RISKWATCH_ACCOUNTS": "desk-1,desk-typo",
            "RISKWATCH_RULES": str(Path(__file__).parents[2] / "rules")}
-    table = subprocess.run([sys.executable, "-m", "riskwatch", "check"], env=env,
-                           capture_output=True, text=True, timeout=60, check=False)
-    as_json = subprocess.run([sys.executable, "-m", "riskwatch", "check", "--format", "json"],
-                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    table = riskwatch("check", env=env)
+    as_json = riskwatch("check", "--format", "json", env=env)
     assert table.returncode == 1 and as_json.returncode == 1
     assert "account-missing" in table.stdout and "desk-typo" in table.stdout
     found = json.loads(as_json.stdout)
@@ -108,11 +106,10 @@ def test_command_tables_show_hostile_names_as_one_inert_line(tread: FakeTread) -
     right-to-left override: `check` and `snapshot` print it on its own line, escaped."""
     forged = "desk-1\n[14:00:00] RESOLVED (was CRITICAL)  eth\x1b[31m\u202e\x9b" + "x" * 5000
     tread.set_cached(cached_with_ratio("0.9", account=forged))
-    env = {**os.environ, "RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
+    env = {"RISKWATCH_TREAD_URL": tread.url, "RISKWATCH_TREAD_TOKEN": TOKEN,
            "RISKWATCH_RULES": str(Path(__file__).parents[2] / "rules")}
     for command in (["check"], ["snapshot"]):
-        result = subprocess.run([sys.executable, "-m", "riskwatch", *command], env=env,
-                                capture_output=True, text=True, timeout=60, check=False)
+        result = riskwatch(*command, env=env)
         shown = result.stdout + result.stderr
         assert not any(char in shown for char in "\x1b\u202e\x9b"), command
         assert not any(line.startswith("[14:00:00] RESOLVED") for line in shown.splitlines())

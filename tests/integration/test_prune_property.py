@@ -3,7 +3,6 @@ it never removes a Slack message something still needs, and removes every other 
 
 from __future__ import annotations
 
-import tempfile
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from riskwatch.core.lifecycle import Alert, AlertKey, State
 from riskwatch.store import NewMessage, open_store
 from riskwatch.store.base import Retention
-from tests.helpers import T0
+from tests.helpers import T0, scratch_folder
 
 NOW = T0 + timedelta(days=30)
 KEYS = [AlertKey("margin", f"desk-{n}", "") for n in range(4)]
@@ -39,7 +38,7 @@ def test_prune_keeps_exactly_what_is_needed(
 ) -> None:
     """A message goes iff it is older than a week, shows no stored alert and no waiting
     message replies to it; the count returned is the number gone."""
-    with tempfile.TemporaryDirectory() as folder:
+    with scratch_folder() as folder:
         store = open_store(f"sqlite:///{Path(folder) / 'state.db'}")
         for number, (keys, hours) in enumerate(posted):
             sent = NOW - timedelta(hours=hours)

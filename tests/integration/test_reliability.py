@@ -1,4 +1,7 @@
-"""Alerts that are never lost, never false and never noisy (SPEC §5), against loopback fakes."""
+"""Alerts that are never lost, never false and never noisy (SPEC §5), against loopback fakes.
+
+The daemon runs tick by tick on a fake clock; a reload by SIGHUP runs the real loop, and a
+kill -9 with messages waiting a real process (both ``e2e``)."""
 
 from __future__ import annotations
 
@@ -9,11 +12,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from riskwatch.config.settings import Settings
 from riskwatch.core.silences import Silence
 from riskwatch.demo.loopback import Reply
 from riskwatch.service.daemon import Daemon
@@ -30,7 +35,8 @@ from tests.integration.scenario import (
     make_daemon,
     run_env,
     settings_for,
-    wait_until,
+    ticks,
+    ticks_until,
 )
 
 
@@ -48,6 +54,20 @@ async def _run_for(daemon: Daemon, steps: list[tuple[float, Any]]) -> None:
         await close_daemon(daemon)
 
 
+def _tick_through(settings: Settings, tread: FakeTread, slack: FakeSlack,
+                  steps: list[tuple[int, Callable[[], None] | None]]) -> None:
+    """A daemon on a fake clock: at each (polls, action), that many ticks, then the action."""
+    clock = Clock(tread, slack)
+
+    async def script(daemon: Daemon) -> None:
+        for polls, action in steps:
+            await ticks(daemon, clock, polls)
+            if action is not None:
+                action()
+
+    drive(settings, clock, script)
+
+
 def _texts(slack: FakeSlack) -> list[str]:
     return [post.body["text"] for post in slack.posts()]
 
@@ -63,17 +83,16 @@ def test_api_outage_fires_source_down_once_and_resolves_nothing(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
     """500s, an HTML page and timeouts past STALE_AFTER: one source-down, no false resolution."""
-    settings = settings_for(tread, slack, tmp_path, stale_after="3s")
+    settings = settings_for(tread, slack, tmp_path, stale_after="3s")  # deadline 1.5 s
     tread.set_cached(cached_with_ratio("0.9"))
     html = Reply(200, b"<html><body>maintenance</body></html>", {"Content-Type": "text/html"})
-    daemon = make_daemon(settings)
-    asyncio.run(_run_for(daemon, [
-        (1.5, _set(tread, override=Reply.json({"message": "Something went wrong..."}, 500))),
-        (2.0, _set(tread, override=html)),
-        (2.0, _set(tread, override=None, delay=3.0)),  # answers after the 2 s client timeout
-        (4.0, _set(tread, delay=0.0)),
-        (3.0, None),
-    ]))
+    _tick_through(settings, tread, slack, [
+        (2, _set(tread, override=Reply.json({"message": "Something went wrong..."}, 500))),
+        (2, _set(tread, override=html)),
+        (2, _set(tread, override=None, delay=3.0)),  # answers after the client's deadline
+        (4, _set(tread, delay=0.0)),
+        (3, None),
+    ])
     texts = _texts(slack)
     assert len(texts) == 3, texts
     assert "FIRING · CRITICAL" in texts[0] and "eth-margin" in texts[0]
@@ -91,15 +110,16 @@ def test_401_raises_auth_failed_at_once(
     changed_at: list[float] = []
 
     def refuse() -> None:
-        changed_at.append(time.monotonic())
+        changed_at.append(slack.clock())
         tread.override = Reply.json({"message": "Invalid credentials"}, 401)
 
-    asyncio.run(_run_for(make_daemon(settings), [(1.2, refuse), (2.0, None)]))
+    _tick_through(settings, tread, slack, [(1, refuse), (2, None)])
     [post] = slack.posts()
     assert "FIRING · CRITICAL" in post.body["text"] and "`auth-failed`" in post.body["text"]
     assert post.at - changed_at[0] <= 1.5
 
 
+@pytest.mark.e2e
 def test_broken_rules_on_sighup_keep_old_rules_and_raise_rules_invalid_once(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -130,32 +150,26 @@ def test_silence_holds_notifications_and_expires_on_time(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
     """While silenced an alert fires without a message; when the silence ends it is announced."""
-    from datetime import UTC, datetime, timedelta
-
     settings = settings_for(tread, slack, tmp_path)
+    clock = Clock(tread, slack)
     store = SqliteStore(tmp_path / "state.db")
-    now = datetime.now(UTC)
+    now = clock.now
     ends = now + timedelta(seconds=3)
     store.add_silence(Silence("abc", "eth-*", None, None, now, ends, "maintenance", now))
     store.close()
     tread.set_cached(cached_with_ratio("0.9"))
-    daemon = make_daemon(settings)
 
-    async def scenario() -> None:
-        task = asyncio.create_task(daemon.run())
-        await asyncio.sleep(2.5)
+    async def script(daemon: Daemon) -> None:
+        await ticks(daemon, clock, 3)
         assert slack.posts() == []
         assert [a.state.value for a in daemon.alerts.values()] == ["firing"]
-        assert await wait_until(lambda: len(slack.posts()) == 1, seconds=4)
-        await asyncio.sleep(2)
-        daemon.stop_event.set()
-        await task
-        await close_daemon(daemon)
+        assert await ticks_until(daemon, clock, lambda: len(slack.posts()) == 1, most=4)
+        await ticks(daemon, clock, 2)
 
-    asyncio.run(scenario())
+    drive(settings, clock, script)
     [post] = slack.posts()
     assert "still firing" in post.body["text"]
-    expired_after = post.at - time.monotonic() + (datetime.now(UTC) - ends).total_seconds()
+    expired_after = post.at - ends.timestamp()
     assert -0.1 <= expired_after <= 1.5  # on time: within one poll of the end
 
 
@@ -175,20 +189,13 @@ def test_five_hundred_alerts_in_one_poll_arrive_in_valid_paced_messages(
     """500 alerts at once: every one delivered, in a few valid messages, ≤ 1 per second."""
     settings = settings_for(tread, slack, tmp_path, poll_interval="5s")
     tread.set_cached(_many_positions(500))
-    daemon = make_daemon(settings)
+    clock = Clock(tread, slack)
 
-    async def scenario() -> None:
-        task = asyncio.create_task(daemon.run())
-        def shown() -> str:
-            return "\n".join(p.body["text"] for p in slack.posts())
+    async def script(daemon: Daemon) -> None:
+        await ticks_until(daemon, clock, lambda: len(slack.posts()) >= 16, most=10)
+        await ticks(daemon, clock, 1)
 
-        await wait_until(lambda: shown().count(":PERP-USDT`") >= 500, seconds=60)
-        await asyncio.sleep(1.5)
-        daemon.stop_event.set()
-        await task
-        await close_daemon(daemon)
-
-    asyncio.run(scenario())
+    drive(settings, clock, script)
     posts = slack.posts()
     text = "\n".join(p.body["text"] for p in posts)
     # Block Kit's limits (50 blocks, ~13,000 characters of blocks) hold fewer alerts a
@@ -209,10 +216,12 @@ def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
 ) -> None:
     """Slack times out, then fails with 5xx, for a minute (of a fake clock) while three
     alerts change: all three arrive after it recovers, in order, none twice."""
-    clock = Clock(tread)
+    clock = Clock(tread, slack)
     tread.set_cached(cached_with_ratio("0.1"))
-    settings = settings_for(tread, slack, tmp_path, stale_after="10s", request_deadline="0.3s")
-    slack.delay = 0.5  # first past the client's deadline: timeouts ...
+    # a deadline of a second and a Slack that answers after one and a half: the margins
+    # hold on a loaded machine (a call answered just past the deadline is sent again)
+    settings = settings_for(tread, slack, tmp_path, stale_after="10s", request_deadline="1s")
+    slack.delay = 1.5  # first past the client's deadline: timeouts ...
     changes = {4: "0.6", 8: "0.9", 12: "0.1"}  # firing, escalation, resolution
 
     async def script(daemon: Daemon) -> None:
@@ -238,9 +247,10 @@ def test_a_minute_of_slack_failures_loses_and_duplicates_nothing(
     assert "RESOLVED" in texts[2]
     assert len(slack.attempts) > 3  # it did retry during the outage
     timeouts = [a for a in slack.attempts if a.at - slack.attempts[0].at < 2]
-    assert len(timeouts) >= 2  # some of the failures were timeouts
+    assert len(timeouts) >= 2  # some of the failures were timeouts (clock seconds 4 and 5)
 
 
+@pytest.mark.e2e
 def test_sigkill_with_waiting_messages_delivers_them_after_restart(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -277,9 +287,9 @@ def test_refused_update_posts_the_state_as_a_new_message(
     settings = settings_for(tread, slack, tmp_path, bot=True)
     slack.update_error = "message_not_found"
     tread.set_cached(cached_with_ratio("0.9"))
-    asyncio.run(_run_for(make_daemon(settings), [
-        (1.5, lambda: tread.set_cached(cached_with_ratio("0.1"))), (2.5, None),
-    ]))
+    _tick_through(settings, tread, slack, [
+        (2, lambda: tread.set_cached(cached_with_ratio("0.1"))), (3, None),
+    ])
     posts = slack.posts()
     assert len(posts) == 3
     _firing, resolution, restated = posts

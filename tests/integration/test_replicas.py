@@ -30,6 +30,7 @@ def _wait(predicate: object, seconds: float) -> bool:
     return bool(predicate())  # type: ignore[operator]
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(120)
 def test_standby_takes_over_within_two_intervals_and_sends_each_message_once(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path, pg_url: str,

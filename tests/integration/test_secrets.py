@@ -24,10 +24,10 @@ from riskwatch.demo.loopback import Reply, Request
 from riskwatch.service import leverage_call
 from riskwatch.source.client import TreadClient, make_http_client
 from tests.helpers import T0, raw_payload
+from tests.integration.command import riskwatch
 from tests.integration.fakes import TOKEN, FakeSlack, FakeTread
 from tests.integration.scenario import close_daemon, make_daemon, settings_for, wait_until
 from tests.integration.test_actions_daemon import LEVER_RULES, _cached
-from tests.integration.test_cli import riskwatch
 from tests.integration.test_web import get
 
 BOT_TOKEN = "xoxb-test-secret-bot-token"
@@ -68,6 +68,7 @@ def _store_dump(path: Path) -> str:
                          for row in db.execute(f"SELECT * FROM {table}"))  # noqa: S608
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(180)
 def test_no_secret_in_any_output(slack: FakeSlack, tmp_path: Path) -> None:
     """With the API token, a Slack token and webhook and a password in the API URL set,
@@ -192,6 +193,7 @@ def _assert_no_url_credentials(outputs: dict[str, str]) -> None:
         assert URL_PASSWORD not in text, f"{where} holds the URL's password"
 
 
+@pytest.mark.e2e
 def test_an_unreachable_api_url_leaks_its_credentials_to_no_log_or_slack(
     slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -202,6 +204,7 @@ def test_an_unreachable_api_url_leaks_its_credentials_to_no_log_or_slack(
     _assert_no_url_credentials({key: outputs[key] for key in ("log", "slack")})
 
 
+@pytest.mark.e2e
 def test_an_unreachable_api_url_leaks_its_credentials_nowhere(
     slack: FakeSlack, tmp_path: Path,
 ) -> None:

@@ -11,6 +11,7 @@ from benchmarks.soak import soak
 from riskwatch.config import logs
 
 
+@pytest.mark.no_cover  # its claim is about leaks: tracing 1,000 polls tripled its CPU time
 @pytest.mark.timeout(300)
 def test_short_soak_leaks_nothing() -> None:
     """1,000 polls with random API and Slack faults: the daemon keeps polling, and memory,
@@ -22,7 +23,10 @@ def test_short_soak_leaks_nothing() -> None:
         structlog.reset_defaults()
     assert result["daemon_polls"] == 1000 + 21
     assert sum(result["faults"].values()) == 1000 and result["faults"]["ok"] < 1000
-    assert result["end"]["fds"] == result["start"]["fds"]
+    # a leak grows with the polls, by hundreds over 1,000; a handler of a fake may still be
+    # finishing a delayed answer when the count is taken (seen on a loaded machine: +1, +2)
+    assert result["end"]["fds"] <= result["start"]["fds"] + 2
+    assert result["end"]["fds_after_close"] < result["start"]["fds"]
     assert result["end"]["tasks"] == result["start"]["tasks"]
     assert result["rss_growth_mb"] < 10
     assert result["outbox_failed"] == 0

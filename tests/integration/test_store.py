@@ -18,7 +18,7 @@ from riskwatch.errors import StoreError
 from riskwatch.store import NewMessage, Store, open_store
 from riskwatch.store.base import schema_steps
 from riskwatch.store.postgres import PostgresStore
-from tests.helpers import T0, at
+from tests.helpers import T0, at, closed_port
 
 KEY = AlertKey("margin", "desk-1", "ETH:PERP-USDT")
 
@@ -116,9 +116,10 @@ def test_postgres_schema_is_versioned_and_upgrades_itself(pg_url: str) -> None:
 
 def test_unreachable_postgres_is_one_clear_error() -> None:
     """A PostgreSQL that does not answer is a StoreError naming the URL without password."""
+    port = closed_port()
     with pytest.raises(StoreError) as caught:
-        PostgresStore("postgresql://rw:hunter2@127.0.0.1:9/test")
-    assert "postgresql://rw:***@127.0.0.1:9/test" in str(caught.value)
+        PostgresStore(f"postgresql://rw:hunter2@127.0.0.1:{port}/test")
+    assert f"postgresql://rw:***@127.0.0.1:{port}/test" in str(caught.value)
     assert "hunter2" not in str(caught.value)
 
 

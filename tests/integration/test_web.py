@@ -1,4 +1,6 @@
-"""/healthz, /readyz and /metrics over real HTTP on loopback (SPEC §7)."""
+"""/healthz, /readyz and /metrics over real HTTP on loopback (SPEC §7).
+
+The endpoints start with the daemon's loop, so these run it on its real timers (``e2e``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from riskwatch.demo.loopback import Reply
@@ -38,6 +41,7 @@ async def _with_daemon(daemon: Daemon, probe: Any) -> Any:
         await close_daemon(daemon)
 
 
+@pytest.mark.e2e
 def test_endpoints_report_health_readiness_and_every_metric(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -76,6 +80,7 @@ def test_endpoints_report_health_readiness_and_every_metric(
     assert samples[("riskwatch_last_successful_poll_timestamp_seconds", ())] > time.time() - 10
 
 
+@pytest.mark.e2e
 def test_readyz_gives_the_reason_while_the_api_fails_or_slack_refuses(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:
@@ -101,6 +106,7 @@ def test_readyz_gives_the_reason_while_the_api_fails_or_slack_refuses(
     assert "Slack refuses delivery: webhook: no_service" in json.loads(refusing[1])["reasons"][0]
 
 
+@pytest.mark.e2e
 def test_readyz_reports_invalid_rules(tread: FakeTread, slack: FakeSlack, tmp_path: Path) -> None:
     """A failed reload makes /readyz 503 naming the rule problem."""
     settings = settings_for(tread, slack, tmp_path, http="127.0.0.1:0")
@@ -117,6 +123,7 @@ def test_readyz_reports_invalid_rules(tread: FakeTread, slack: FakeSlack, tmp_pa
     assert status == 503 and "rules invalid (previous rules in force)" in body
 
 
+@pytest.mark.e2e
 def test_healthz_fails_when_the_loop_stalls(
     tread: FakeTread, slack: FakeSlack, tmp_path: Path,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +41,7 @@ from riskwatch.service.leverage_actor import Actor
 from riskwatch.service.leverage_call import execute
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.store import SqliteStore, Store
-from tests.helpers import T0, account, at, position
+from tests.helpers import T0, account, at, position, scratch_folder
 
 ACTION = Action(set_leverage=Decimal(5), at="critical")
 
@@ -229,6 +230,12 @@ class _FaultyStore(SqliteStore):
         super()._write(statements, fence)
 
 
+@functools.cache
+def _settings(mode: str, limit: int) -> Settings:
+    """Settings with these actions and cap, made once: building them reads the environment."""
+    return load_settings(actions=mode, max_actions_per_hour=limit)
+
+
 class _Faults:
     """What goes wrong, step by step, shared by both replicas and the fake API."""
 
@@ -348,6 +355,7 @@ def _case(**changes: Any) -> Callable[[Callable[..., None]], Callable[..., None]
 @_case(store_faults={4}, answers=["down", "ok"])  # no intent written: no call, later one
 @_case(answers=["bad-json", "value-error"], leverages=[Decimal(25), Decimal(30)])
 @_case(answers=["recursion"], leverages=[Decimal(25), Decimal(30)], opened=[0, 1], limit=1)
+@pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
 @settings(max_examples=300, deadline=None)
 @given(
     leverages=st.lists(st.decimals(min_value=1, max_value=60, places=0), min_size=1,
@@ -378,13 +386,13 @@ def test_two_replicas_with_faults_at_every_step_never_run_away(
     faults = _Faults(store_faults, answers, id_faults)
     pairs = [f"P{i}:PERP-USDT" for i in range(len(leverages))]
     opens = {pair: opened[i] if i < len(opened) else 0 for i, pair in enumerate(pairs)}
-    with tempfile.TemporaryDirectory() as folder:
+    with scratch_folder() as folder:
         path = Path(folder) / "state.db"
         clean = SqliteStore(path)
         clean.record_actions([Decision(T0, "old", "desk-0", "Bybit", "X:PERP-USDT", Decimal(9),
                                        Decimal(3), "enforce", "acted")] * used)
         api = _Exchange(dict(zip(pairs, leverages, strict=True)), opens, faults, clean)
-        config = load_settings(actions=mode, max_actions_per_hour=limit)
+        config = _settings(mode, limit)
         replicas = [_Replica(config, _FaultyStore(path, faults), api) for _ in range(2)]
         asyncio.run(_run_polls(replicas, compile_rules([rule]), api, leaders, crashes, with_id))
         audit, stored = clean.actions(), clean.load_alerts()

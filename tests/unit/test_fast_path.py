@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,33 +15,43 @@ from riskwatch.core.lifecycle import Alert, AlertKey, Observation
 from riskwatch.core.measures import AccountFigures
 from riskwatch.core.rules import Rule
 from riskwatch.core.snapshot import Account, Asset, Snapshot
-from tests.helpers import T0, at
+from tests.helpers import DEEP, T0, at
 
 numbers = st.one_of(st.none(), st.decimals(min_value=-10, max_value=200, places=2))
+
+
+# Strategies are built once, here: a strategy built inside a draw is validated again on
+# every draw, which cost more than the evaluation under test.
+SYMBOLS = st.sampled_from(["BTC:PERP-USDT", "ETH:PERP-USDT", "USDT", "SOL"])
+ASSET_TYPES: st.SearchStrategy[Literal["token", "position"]] = st.sampled_from(
+    ["token", "position"])
+MARKET_TYPES = st.sampled_from(["spot", "perp", "unified", None])
+SHARES = st.one_of(st.none(), st.decimals(0, 1, places=3))
+EXCHANGES = st.sampled_from(["Bybit", "OKX"])
 
 
 @st.composite
 def assets(draw: st.DrawFn) -> Asset:
     """A random row."""
     return Asset(
-        symbol=draw(st.sampled_from(["BTC:PERP-USDT", "ETH:PERP-USDT", "USDT", "SOL"])),
-        asset_type=draw(st.sampled_from(["token", "position"])),
-        market_type=draw(st.sampled_from(["spot", "perp", "unified", None])),
+        symbol=draw(SYMBOLS), asset_type=draw(ASSET_TYPES), market_type=draw(MARKET_TYPES),
         notional=draw(numbers), maint_margin=draw(numbers), initial_margin=draw(numbers),
         margin_balance=draw(numbers), leverage=draw(numbers),
-        notional_pct_total=draw(st.one_of(st.none(), st.decimals(0, 1, places=3))),
-        unrealized_profit=draw(numbers),
+        notional_pct_total=draw(SHARES), unrealized_profit=draw(numbers),
     )
+
+
+ROWS = st.lists(assets(), max_size=6)
+ACCOUNT_COUNTS = st.integers(1, 3)
 
 
 @st.composite
 def snapshots(draw: st.DrawFn) -> Snapshot:
     """A random snapshot of up to three accounts."""
     accounts = tuple(
-        Account(name=f"desk-{i}", exchange=draw(st.sampled_from(["Bybit", "OKX"])),
-                assets=tuple(draw(st.lists(assets(), max_size=6))), taken_at=T0,
-                equity=draw(numbers), complete=draw(st.booleans()))
-        for i in range(draw(st.integers(1, 3)))
+        Account(name=f"desk-{i}", exchange=draw(EXCHANGES), assets=tuple(draw(ROWS)),
+                taken_at=T0, equity=draw(numbers), complete=draw(st.booleans()))
+        for i in range(draw(ACCOUNT_COUNTS))
     )
     return Snapshot("cached", T0, accounts)
 
@@ -112,7 +124,8 @@ def plain_decide(compiled: list[CompiledRule], snapshot: Snapshot,
     return result
 
 
-@settings(max_examples=250, deadline=None)
+@pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
+@settings(max_examples=1_000 if DEEP else 200, deadline=None)
 @given(compiled=rules(), first=snapshots(), second=snapshots())
 def test_fast_decisions_equal_plain_decisions(
     compiled: list[CompiledRule], first: Snapshot, second: Snapshot,
