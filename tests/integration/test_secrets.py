@@ -9,6 +9,8 @@ import io
 import json
 import socket
 import sqlite3
+import urllib.error
+import urllib.request
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +33,18 @@ from tests.integration.test_actions_daemon import LEVER_RULES, _cached
 from tests.integration.test_web import get
 
 BOT_TOKEN = "xoxb-test-secret-bot-token"
+HTTP_TOKEN = "status-page-secret-token"
+
+
+def _get_with_token(url: str) -> tuple[int, str]:
+    """GET a page past RISKWATCH_HTTP_TOKEN; (status, body) whatever the status."""
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url, headers={"Authorization": f"Bearer {HTTP_TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 URL_USER = "riskuser"
 URL_PASSWORD = "url-pass-7c1e9d"
 BASIC = base64.b64encode(f"{URL_USER}:{URL_PASSWORD}".encode()).decode()
@@ -73,15 +87,17 @@ def _store_dump(path: Path) -> str:
 def test_no_secret_in_any_output(slack: FakeSlack, tmp_path: Path) -> None:
     """With the API token, a Slack token and webhook and a password in the API URL set,
     and the API echoing the token in a 200 answer and in a 401, no secret appears in the
-    logs, Slack payloads, /metrics, /readyz, any row of any table of the store, or the
-    output of check, snapshot, alerts, actions, silence list and rules validate."""
+    logs, Slack payloads, /metrics, /readyz, the status pages and their JSON, any row of
+    any table of the store, or the output of check, snapshot, alerts, actions, silence
+    list and rules validate; the status page's own token is refused nowhere in them."""
     tread = ProxyTread()
     secrets = [TOKEN, BOT_TOKEN, slack.webhook_url, "secretwebhookpath", URL_PASSWORD,
-               f"{URL_USER}:{URL_PASSWORD}"]
+               f"{URL_USER}:{URL_PASSWORD}", HTTP_TOKEN]
     url = _with_credentials(tread.url)
     settings = settings_for(tread, slack, tmp_path, bot=True, rules=LEVER_RULES,
-                            http="127.0.0.1:0", actions="enforce", tread_url=url)
-    assert {URL_PASSWORD, f"{URL_USER}:{URL_PASSWORD}", TOKEN, BOT_TOKEN} <= set(
+                            http="127.0.0.1:0", actions="enforce", tread_url=url,
+                            http_token=HTTP_TOKEN, public_url="https://rw.example")
+    assert {URL_PASSWORD, f"{URL_USER}:{URL_PASSWORD}", TOKEN, BOT_TOKEN, HTTP_TOKEN} <= set(
         settings.secrets())
     stream = io.StringIO()
     logs.configure("debug", "json", settings.secrets(), stream=stream)
@@ -100,9 +116,14 @@ def test_no_secret_in_any_output(slack: FakeSlack, tmp_path: Path) -> None:
             assert await wait_until(lambda: "auth-failed" in _posted(slack), seconds=20)
             assert daemon.web is not None
             base = daemon.web.url
-            ready = await asyncio.to_thread(get, f"{base}/readyz")
-            metrics = await asyncio.to_thread(get, f"{base}/metrics")
-            return ready[1], metrics[1]
+            pages = {}
+            for path in ("/readyz", "/metrics", "/", "/api/v1/alerts", "/accounts/desk-1",
+                         "/api/v1/accounts/desk-1/history"):
+                status, pages[path] = await asyncio.to_thread(_get_with_token, base + path)
+                assert status in (200, 503), path
+            refused = await asyncio.to_thread(get, f"{base}/")
+            assert refused[0] == 401 and HTTP_TOKEN not in refused[1]
+            return pages["/readyz"], "\n".join(pages.values())
         finally:
             daemon.stop_event.set()
             await task
