@@ -59,76 +59,98 @@ def from_micros(us: int) -> datetime:
 
 class Track:
     """One account's history as the rules need it (see the module docstring); a
-    :class:`~riskwatch.core.history.SeriesView`. Points must come oldest first."""
+    :class:`~riskwatch.core.history.SeriesView`. Points must come oldest first.
 
-    __slots__ = ("_next_settle", "boundary", "fields", "firsts", "interval", "peak_highs",
-                 "peak_times", "points", "raw_span", "settled", "times")
+    Times are kept as integer microseconds and the raw points' values column by column
+    (a few hundred bytes a point less than a :class:`Point` and its datetime)."""
+
+    __slots__ = ("_next_settle", "boundary", "columns", "fields", "firsts", "interval",
+                 "peak_highs", "peak_times", "raw_span", "settled", "times")
 
     def __init__(self, interval: timedelta, raw_span: timedelta,
                  fields: Sequence[str] = ()) -> None:
         self.interval = interval
-        self.raw_span = raw_span
-        self.fields = tuple(fields)  # the metrics kept in raw points
-        self.times: list[datetime] = []  # raw points, at or after ``boundary``
-        self.points: list[Point] = []
+        self.raw_span = raw_span // _MICRO
+        self.fields = tuple(fields)  # the metrics kept of raw points
+        self.times: list[int] = []  # raw points (µs), at or after ``boundary``
+        self.columns: list[list[Decimal | None]] = [[] for _ in self.fields]
         self.firsts = array("q")  # first time (µs) of each bucket before ``boundary``
-        self.peak_times: list[datetime] = []  # the monotonic stack: times rise,
+        self.peak_times: list[int] = []  # the monotonic stack: times rise,
         self.peak_highs: list[Decimal] = []  # highs strictly fall
         self.settled = 0  # stack entries before ``boundary`` (at most one per bucket)
-        self.boundary = EPOCH  # a 5-minute edge: before it, only buckets are kept
-        self._next_settle = EPOCH
+        self.boundary = 0  # a 5-minute edge (µs): before it, only buckets are kept
+        self._next_settle = 0
+
+    @property
+    def points(self) -> list[Point]:
+        """The raw points kept (holding only ``fields``), oldest first."""
+        return [self._point(index) for index in range(len(self.times))]
+
+    def _point(self, index: int) -> Point:
+        values = {name: column[index] for name, column in zip(self.fields, self.columns,
+                                                              strict=True)}
+        return Point(from_micros(self.times[index]), **values)
 
     def add(self, point: Point) -> None:
         """Add a point newer than every other (an older or equal time is ignored)."""
-        if self.times and point.at <= self.times[-1]:
+        at = micros(point.at)
+        if self.times and at <= self.times[-1]:
             return
-        self.times.append(point.at)
-        self.points.append(Point(point.at, **{name: getattr(point, name)
-                                              for name in self.fields}))
-        self._push(point.at, point.high)
-        if point.at >= self._next_settle:
-            self.settle(bucket_of(point.at - self.raw_span))
+        self.times.append(at)
+        for name, column in zip(self.fields, self.columns, strict=True):
+            column.append(getattr(point, name))
+        self._push(at, point.high)
+        if at >= self._next_settle:
+            self.settle(_edge(at - self.raw_span))
 
-    def add_bucket(self, first: datetime, high: Decimal | None) -> None:
-        """Add a stored 5-minute bucket (its first point's time and highest equity), older
-        than any point added yet; only before the first :meth:`add`."""
-        us = micros(first)
-        if self.firsts and us // BUCKET_US == self.firsts[-1] // BUCKET_US:
-            self.firsts[-1] = min(self.firsts[-1], us)
-        elif not self.firsts or us > self.firsts[-1]:
-            self.firsts.append(us)
-        self._push(first, high)
-        self.settle(bucket_of(first) + BUCKET)
+    def seed(self, buckets: Iterable[tuple[int, Decimal | None]]) -> None:
+        """Start from stored 5-minute buckets (first time in µs, highest equity), before
+        any point is added; a bucket given twice is merged."""
+        merged: list[tuple[int, Decimal | None]] = []
+        for first, high in sorted(buckets, key=lambda bucket: bucket[0]):
+            if merged and first // BUCKET_US == merged[-1][0] // BUCKET_US:
+                earlier, peak = merged[-1]
+                merged[-1] = (earlier, peak if high is None or (peak is not None and peak >= high)
+                              else high)
+            else:
+                merged.append((first, high))
+        for first, high in merged:
+            self.firsts.append(first)
+            self._push(first, high)
+        self.settled = len(self.peak_highs)
+        if merged:
+            self.boundary = _edge(merged[-1][0]) + BUCKET_US
 
-    def _push(self, at: datetime, high: Decimal | None) -> None:
+    def _push(self, at: int, high: Decimal | None) -> None:
         if high is None:
             return
-        highs = self.peak_highs
+        highs, times = self.peak_highs, self.peak_times
         while highs and highs[-1] <= high:
             highs.pop()
-            self.peak_times.pop()
+            times.pop()
         self.settled = min(self.settled, len(highs))
         highs.append(high)
-        self.peak_times.append(at)
+        times.append(at)
 
-    def settle(self, edge: datetime) -> None:
-        """Keep only buckets before ``edge``: raw points become bucket first times, and
-        stack entries become one per bucket (the first, which is the highest)."""
+    def settle(self, edge: int) -> None:
+        """Keep only buckets before ``edge`` (µs): raw points become bucket first times,
+        and stack entries become one per bucket (the first, which is the highest)."""
         if edge <= self.boundary:
             return
         cut = bisect.bisect_left(self.times, edge)
         last = self.firsts[-1] // BUCKET_US if self.firsts else None
         for at in self.times[:cut]:
-            us = micros(at)
-            if us // BUCKET_US != last:
-                self.firsts.append(us)
-                last = us // BUCKET_US
-        del self.times[:cut], self.points[:cut]
+            if at // BUCKET_US != last:
+                self.firsts.append(at)
+                last = at // BUCKET_US
+        del self.times[:cut]
+        for column in self.columns:
+            del column[:cut]
         end = bisect.bisect_left(self.peak_times, edge, lo=self.settled)
         times, highs = [], []
-        seen: datetime | None = None
+        seen: int | None = None
         for index in range(self.settled, end):
-            bucket = bucket_of(self.peak_times[index])
+            bucket = self.peak_times[index] // BUCKET_US
             if bucket != seen:
                 times.append(self.peak_times[index])
                 highs.append(self.peak_highs[index])
@@ -137,14 +159,16 @@ class Track:
         self.peak_highs[self.settled:end] = highs
         self.settled += len(times)
         self.boundary = edge
-        self._next_settle = edge + BUCKET + self.raw_span
+        self._next_settle = edge + BUCKET_US + self.raw_span
 
     def trim(self, since: datetime) -> None:
         """Forget what lies before the 5-minute edge at or before ``since``."""
-        edge = bucket_of(since)
+        edge = _edge(micros(since))
         cut = bisect.bisect_left(self.times, edge)
-        del self.times[:cut], self.points[:cut]
-        del self.firsts[:bisect.bisect_left(self.firsts, micros(edge))]
+        del self.times[:cut]
+        for column in self.columns:
+            del column[:cut]
+        del self.firsts[:bisect.bisect_left(self.firsts, edge)]
         cut = bisect.bisect_left(self.peak_times, edge)
         del self.peak_times[:cut], self.peak_highs[:cut]
         self.settled = max(0, self.settled - cut)
@@ -158,26 +182,32 @@ class Track:
     def latest(self, target: datetime) -> Point | None:
         """The latest point at or before ``target``; in the bucketed part, a point with
         only a time (the first of its bucket)."""
-        index = bisect.bisect_right(self.times, target)
+        at = micros(target)
+        index = bisect.bisect_right(self.times, at)
         if index:
-            return self.points[index - 1]
-        index = bisect.bisect_right(self.firsts, micros(target))
+            return self._point(index - 1)
+        index = bisect.bisect_right(self.firsts, at)
         return Point(from_micros(self.firsts[index - 1])) if index else None
 
     def aligned(self, start: datetime) -> datetime:
         """A window's start: as given in the raw part, the 5-minute edge before it beyond."""
-        return bucket_of(start) if start < self.boundary else start
+        return bucket_of(start) if micros(start) < self.boundary else start
 
     def peak_since(self, start: datetime) -> Decimal | None:
         """The highest equity at or after ``start`` (the first stack entry from there)."""
-        index = bisect.bisect_left(self.peak_times, start)
+        index = bisect.bisect_left(self.peak_times, micros(start))
         return self.peak_highs[index] if index < len(self.peak_highs) else None
 
 
+def _edge(at: int) -> int:
+    """The 5-minute edge at or before ``at`` (µs)."""
+    return at - at % BUCKET_US
+
+
 def raw_span(rules: Iterable[Rule], interval: timedelta) -> timedelta:
-    """How far back raw points are kept: the longest ``change`` look-back with its
-    tolerance, and one 5-minute bucket more."""
-    return BUCKET + max((rule.change + tolerance(rule.change, interval)
+    """How far back raw points must reach: the longest ``change`` look-back with its
+    tolerance (those of the open 5-minute bucket are kept as well)."""
+    return max((rule.change + tolerance(rule.change, interval)
                          for rule in rules if rule.change is not None), default=timedelta(0))
 
 
@@ -192,7 +222,7 @@ class HistoryBook:
     def __init__(self, interval: timedelta) -> None:
         self.interval = interval
         self.need = timedelta(0)
-        self.raw_span = BUCKET
+        self.raw_span = timedelta(0)
         self.fields: tuple[str, ...] = ()
         self.series: dict[str, Track] = {}
 
@@ -217,13 +247,12 @@ class HistoryBook:
         split = bucket_of(now - self.raw_span)
         since = bucket_of(now - self.need)
         for account, buckets in store.load_peaks(since, split).items():
+            self._track(account).seed(buckets)
+        edge = micros(split)
+        for account, points in store.load_points(max(since, split),
+                                                     ("equity", *self.fields)).items():
             track = self._track(account)
-            for first, high in buckets:
-                track.add_bucket(first, high)
-        for account, points in store.load_points(max(since, split), ("equity", *self.fields)
-                                                 ).items():
-            track = self._track(account)
-            track.settle(split)  # the stored buckets end where raw rows begin
+            track.settle(edge)  # the stored buckets end where raw rows begin
             for point in points:
                 track.add(point)
         if self.series:

@@ -66,7 +66,7 @@ CREATE INDEX history_peaks_bucket ON history_peaks (bucket);
 """
 
 Statements = list[tuple[str, tuple[Any, ...]]]
-Bucket = tuple[datetime, Decimal | None]  # a 5-minute bucket: its first time, its peak
+Bucket = tuple[int, Decimal | None]  # a 5-minute bucket: its first time (µs), its peak
 _Open = tuple[int, int, Decimal | None]  # an open bucket: edge, first time (µs), peak
 
 
@@ -215,18 +215,18 @@ class HistoryStore:
 
     def load_peaks(self, since: datetime, until: datetime) -> dict[str, list[Bucket]]:
         """Each account's 5-minute buckets in [since, until), oldest first: the first point's
-        time and the highest equity (from the downsampled rows where the peaks are pruned).
-        Of a bucket stored twice, both are returned (readers merge them)."""
+        time (µs since the epoch) and the highest equity (from the downsampled rows where the
+        peaks are pruned). Of a bucket stored twice, both are returned (readers merge them)."""
         span = (stored_time(since), stored_time(until))
         by_account: dict[str, list[Bucket]] = {}
         for account, at, high in self._query(
                 "SELECT account, at, equity_high FROM history "
                 "WHERE step = ? AND at >= ? AND at < ? ORDER BY at", (DOWNSAMPLED, *span)):
-            by_account.setdefault(account, []).append((time_of(at), _number(high)))
+            by_account.setdefault(account, []).append((int(at), _number(high)))
         for account, first, high in self._query(
                 f"SELECT account, first_at, high FROM {PEAKS} "  # noqa: S608 - fixed names
                 "WHERE bucket >= ? AND bucket < ? ORDER BY bucket", span):
-            by_account.setdefault(account, []).append((time_of(first), _number(high)))
+            by_account.setdefault(account, []).append((int(first), _number(high)))
         return by_account
 
     def prune_history(self, now: datetime, raw_for: timedelta = RAW_KEEP,

@@ -15,6 +15,7 @@ from riskwatch.core.history import BUCKET, Point, change, drawdown
 from riskwatch.rulefiles.loader import load_rules
 from riskwatch.service.history_book import HistoryBook
 from riskwatch.store import Store, open_store
+from riskwatch.store.history import time_of
 from tests.helpers import T0
 
 D = Decimal
@@ -151,5 +152,5 @@ def test_peaks_survive_a_leader_change_within_a_bucket(tmp_path: Path) -> None:
     second.record_history({"a": Point(edge + timedelta(seconds=30), equity=D(800))}, NOW)
     second.record_history({"a": Point(edge + BUCKET, equity=D(700))}, NOW)  # closes it
     [(first_at, high)] = second.load_peaks(edge, edge + BUCKET)["a"]
-    assert (first_at, high) == (edge + timedelta(seconds=15), D(900))
+    assert (time_of(first_at), high) == (edge + timedelta(seconds=15), D(900))
     second.close()
