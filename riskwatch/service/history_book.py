@@ -21,10 +21,12 @@ point recorded (tests/unit/test_history_book.py compares them on random historie
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -73,7 +75,8 @@ class Track:
         self.raw_span = raw_span // _MICRO
         self.fields = tuple(fields)  # the metrics kept of raw points
         self.times: list[int] = []  # raw points (µs), at or after ``boundary``
-        self.columns: list[list[Decimal | None]] = [[] for _ in self.fields]
+        # values as recorded (Decimal) or as stored (decimal text, parsed when read)
+        self.columns: list[list[Decimal | str | None]] = [[] for _ in self.fields]
         self.firsts = array("q")  # first time (µs) of each bucket before ``boundary``
         self.peak_times: list[int] = []  # the monotonic stack: times rise,
         self.peak_highs: list[Decimal] = []  # highs strictly fall
@@ -87,8 +90,9 @@ class Track:
         return [self._point(index) for index in range(len(self.times))]
 
     def _point(self, index: int) -> Point:
-        values = {name: column[index] for name, column in zip(self.fields, self.columns,
-                                                              strict=True)}
+        values = {name: Decimal(value) if isinstance(value, str) else value
+                  for name, column in zip(self.fields, self.columns, strict=True)
+                  if (value := column[index]) is not None}
         return Point(from_micros(self.times[index]), **values)
 
     def add(self, point: Point) -> None:
@@ -103,23 +107,65 @@ class Track:
         if at >= self._next_settle:
             self.settle(_edge(at - self.raw_span))
 
-    def seed(self, buckets: Iterable[tuple[int, Decimal | None]]) -> None:
-        """Start from stored 5-minute buckets (first time in µs, highest equity), before
-        any point is added; a bucket given twice is merged."""
-        merged: list[tuple[int, Decimal | None]] = []
-        for first, high in sorted(buckets, key=lambda bucket: bucket[0]):
-            if merged and first // BUCKET_US == merged[-1][0] // BUCKET_US:
-                earlier, peak = merged[-1]
-                merged[-1] = (earlier, peak if high is None or (peak is not None and peak >= high)
-                              else high)
+    def seed(self, buckets: Sequence[tuple[int, str | None]]) -> None:
+        """Start from stored 5-minute buckets (first time in µs, highest equity as decimal
+        text), oldest first, before any point is added; a bucket given twice counts once
+        (its earliest time, its highest equity). One pass from the newest: a bucket is a
+        peak when it is higher than every later one. Floats pick the candidates (rounding
+        keeps order, so only a tie needs the exact numbers)."""
+        firsts: list[int] = []
+        times: list[int] = []
+        highs: list[Decimal] = []
+        top, top_float = None, -math.inf
+        for first, text in reversed(buckets):
+            if firsts and first // BUCKET_US == firsts[-1] // BUCKET_US:
+                firsts[-1] = min(first, firsts[-1])
+                if times and times[-1] // BUCKET_US == first // BUCKET_US:
+                    times[-1] = firsts[-1]
             else:
-                merged.append((first, high))
-        for first, high in merged:
-            self.firsts.append(first)
-            self._push(first, high)
-        self.settled = len(self.peak_highs)
-        if merged:
-            self.boundary = _edge(merged[-1][0]) + BUCKET_US
+                firsts.append(first)
+            if text is None or (rough := float(text)) < top_float:
+                continue
+            high = Decimal(text)
+            if top is None or high > top:
+                top, top_float = high, rough
+                times.append(firsts[-1])
+                highs.append(high)
+        if firsts:
+            self.firsts.extend(reversed(firsts))
+            self.peak_times = times[::-1]
+            self.peak_highs = highs[::-1]
+            self.settled = len(highs)
+            self.boundary = _edge(firsts[0]) + BUCKET_US
+
+    def extend(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Add stored raw rows, oldest first and newer than any point kept: (time in µs,
+        equity, then ``fields``), numbers as decimal text. Their peaks in one pass from the
+        newest, as :meth:`seed` does."""
+        if self.times:
+            rows = [row for row in rows if row[0] > self.times[-1]]
+        self.times.extend(row[0] for row in rows)
+        for index, column in enumerate(self.columns, start=2):
+            column.extend(row[index] for row in rows)
+        times: list[int] = []
+        highs: list[Decimal] = []
+        top, top_float = None, -math.inf
+        for row in reversed(rows):
+            text = row[1]
+            if text is None or (rough := float(text)) < top_float:
+                continue
+            high = Decimal(text)
+            if top is None or high > top:
+                top, top_float = high, rough
+                times.append(row[0])
+                highs.append(high)
+        if top is not None:
+            while self.peak_highs and self.peak_highs[-1] <= top:
+                self.peak_highs.pop()
+                self.peak_times.pop()
+            self.settled = min(self.settled, len(self.peak_highs))
+            self.peak_times.extend(reversed(times))
+            self.peak_highs.extend(reversed(highs))
 
     def _push(self, at: int, high: Decimal | None) -> None:
         if high is None:
@@ -249,12 +295,10 @@ class HistoryBook:
         for account, buckets in store.load_peaks(since, split).items():
             self._track(account).seed(buckets)
         edge = micros(split)
-        for account, points in store.load_points(max(since, split),
-                                                     ("equity", *self.fields)).items():
+        for account, rows in store.load_rows(max(since, split), self.fields).items():
             track = self._track(account)
             track.settle(edge)  # the stored buckets end where raw rows begin
-            for point in points:
-                track.add(point)
+            track.extend(rows)
         if self.series:
             log.info("history loaded", accounts=len(self.series),
                      hours=round(self.need.total_seconds() / 3600, 2))

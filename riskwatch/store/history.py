@@ -66,7 +66,7 @@ CREATE INDEX history_peaks_bucket ON history_peaks (bucket);
 """
 
 Statements = list[tuple[str, tuple[Any, ...]]]
-Bucket = tuple[int, Decimal | None]  # a 5-minute bucket: its first time (µs), its peak
+Bucket = tuple[int, str | None]  # a 5-minute bucket: its first time (µs), its peak (text)
 _Open = tuple[int, int, Decimal | None]  # an open bucket: edge, first time (µs), peak
 
 
@@ -199,34 +199,41 @@ class HistoryStore:
             by_account.setdefault(account, []).append(point)
         return {account: series_of(points, interval) for account, points in by_account.items()}
 
-    def load_points(self, since: datetime, fields: Sequence[str]) -> dict[str, list[Point]]:
-        """Each account's points from ``since`` on, oldest first, holding only ``fields``
-        (what a restart needs within the raw span: fewer columns, no sort but the index's)."""
-        names = tuple(dict.fromkeys(name for name in fields if name in FIELDS))
-        columns = ", ".join(("account", "at", *names))
+    def load_rows(self, since: datetime, fields: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Each account's rows from ``since`` on, oldest first, as (time in µs, equity, then
+        ``fields``), numbers as stored (decimal text): what a restart reads within the raw
+        span (few columns, no sort but the index's, nothing parsed that is never read)."""
+        names = tuple(name for name in fields if name in FIELDS)
+        columns = ", ".join(("account", "at", "equity", *names))
         rows = self._query(f"SELECT {columns} FROM history WHERE at >= ? ORDER BY at",  # noqa: S608 - fixed names
                            (stored_time(since),))
-        by_account: dict[str, list[Point]] = {}
-        for account, at, *numbers in rows:
-            values = {name: Decimal(text) for name, text in zip(names, numbers, strict=True)
-                      if text is not None}
-            by_account.setdefault(account, []).append(Point(time_of(at), **values))
+        by_account: dict[str, list[tuple[Any, ...]]] = {}
+        get = by_account.get
+        for row in rows:
+            kept = get(row[0])
+            if kept is None:
+                kept = by_account[row[0]] = []
+            kept.append(row[1:])
         return by_account
 
     def load_peaks(self, since: datetime, until: datetime) -> dict[str, list[Bucket]]:
         """Each account's 5-minute buckets in [since, until), oldest first: the first point's
-        time (µs since the epoch) and the highest equity (from the downsampled rows where the
-        peaks are pruned). Of a bucket stored twice, both are returned (readers merge them)."""
+        time (µs since the epoch) and the highest equity as stored (decimal text, for the
+        reader to parse where it needs the number), from the downsampled rows where the
+        peaks are pruned. Of a bucket stored twice, both are returned (readers merge them)."""
         span = (stored_time(since), stored_time(until))
+        rows = self._query("SELECT account, at, equity_high FROM history "
+                           "WHERE step = ? AND at >= ? AND at < ? ORDER BY at",
+                           (DOWNSAMPLED, *span))
+        rows += self._query(f"SELECT account, first_at, high FROM {PEAKS} "  # noqa: S608 - fixed names
+                            "WHERE bucket >= ? AND bucket < ? ORDER BY bucket", span)
         by_account: dict[str, list[Bucket]] = {}
-        for account, at, high in self._query(
-                "SELECT account, at, equity_high FROM history "
-                "WHERE step = ? AND at >= ? AND at < ? ORDER BY at", (DOWNSAMPLED, *span)):
-            by_account.setdefault(account, []).append((int(at), _number(high)))
-        for account, first, high in self._query(
-                f"SELECT account, first_at, high FROM {PEAKS} "  # noqa: S608 - fixed names
-                "WHERE bucket >= ? AND bucket < ? ORDER BY bucket", span):
-            by_account.setdefault(account, []).append((int(first), _number(high)))
+        get = by_account.get
+        for account, first, high in rows:
+            buckets = get(account)
+            if buckets is None:
+                buckets = by_account[account] = []
+            buckets.append((first, high))
         return by_account
 
     def prune_history(self, now: datetime, raw_for: timedelta = RAW_KEEP,
