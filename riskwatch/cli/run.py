@@ -62,7 +62,9 @@ def _run_daemon(settings: Settings, rules: list[CompiledRule], *, terminal: bool
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
               help="Stop after N polls (default: run until Ctrl-C).")
 @click.option("--interval", default="2s", show_default=True, help="Time between polls.")
-def demo(cycles: int | None, interval: str) -> None:
+@click.option("--http", "address", default=None, metavar="HOST:PORT",
+              help="Serve the status page and the endpoints here (e.g. 127.0.0.1:9464).")
+def demo(cycles: int | None, interval: str, address: str | None) -> None:
     """Watch a simulated Tread.fi drift into and out of breaches, alerts in the terminal."""
     from riskwatch.demo import simulation
 
@@ -70,7 +72,9 @@ def demo(cycles: int | None, interval: str) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="riskwatch-demo-") as folder:
             quiet = {} if _env_set("RISKWATCH_LOG_LEVEL") else {"log_level": "warning"}
-            if not _env_set("RISKWATCH_HTTP"):  # a demo must not fail on a busy port
+            if address is not None:
+                quiet["http"] = address
+            elif not _env_set("RISKWATCH_HTTP"):  # a demo must not fail on a busy port
                 quiet["http"] = "off"
             settings = common.settings(
                 tread_url=server.url, tread_token=simulation.DEMO_TOKEN, source="cached",
@@ -79,7 +83,10 @@ def demo(cycles: int | None, interval: str) -> None:
                 stale_after=None, **quiet,
             )
             click.echo(f"riskwatch demo: simulated Tread.fi at {server.url}, rules from "
-                       f"{settings.rules}, a poll every {interval}. Ctrl-C stops.\n")
+                       f"{settings.rules}, a poll every {interval}. Ctrl-C stops.")
+            if settings.http != "off":
+                click.echo(f"status page: http://{settings.http}/")
+            click.echo("")
             _run_daemon(settings, common.start_rules(settings.rules), terminal=True,
                         cycles=cycles)
     finally:

@@ -23,6 +23,9 @@ CYCLE = 16  # steps before the story starts again
 ETH_MARGIN_RATIO = [Decimal(x) for x in
                     ("0.30", "0.32", "0.58", "0.61", "0.86", "0.89", "0.90", "0.63",
                      "0.60", "0.31", "0.29", "0.28", "0.30", "0.29", "0.30", "0.31")]
+# desk-2's equity at each step: a 13 % fall from 30,000 and back (the daily drawdown rule)
+DESK2_EQUITY = ("30000", "30000", "30000", "30000", "29000", "28000", "26500", "26000",
+                "26200", "27500", "29500", "30000", "30000", "30000", "30000", "30000")
 # leverage of desk-2's SOL position at each step
 SOL_LEVERAGE = [Decimal(x) for x in
                 ("10", "10", "10", "10", "10", "10", "25", "25", "25", "25", "10", "10",
@@ -74,7 +77,8 @@ class SimulatedTread:
                           initial=Decimal("15000"), margin_balance=margin_balance,
                           leverage=Decimal("10"), pnl=Decimal("-1200")),
             ]),
-            _account("desk-2", "Binance", "b82512b5-450f-4329-9943-0e037d0782b2", "30000", [
+            _account("desk-2", "Binance", "b82512b5-450f-4329-9943-0e037d0782b2",
+                     DESK2_EQUITY[step], [
                 _token("USDT", "30000", "30000", "perp", Decimal("30000")),
                 _position("SOL:PERP-USDT", "250", sol_notional, "perp",
                           maint=Decimal("400"), initial=sol_notional / sol_leverage,

@@ -39,15 +39,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from riskwatch.core.evaluate import CompiledRule, compile_rules, decide
 from riskwatch.core.history import Series, append, points_of
 from riskwatch.core.lifecycle import Alert, AlertKey, State
 from riskwatch.core.rules import Duration, Severity
-from riskwatch.core.snapshot import Account, Asset, Snapshot
+from riskwatch.core.snapshot import NUMBER_FIELDS, Account, Asset, Snapshot
 from riskwatch.errors import RuleProblem, RulesError
 from riskwatch.rulefiles.loader import load_rules, locate_problem, read_yaml
 from riskwatch.source.adapters import from_cached, from_live
@@ -59,21 +59,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AssetRow(_Strict):
-    """An asset in the normalised shape."""
+def _asset_row_model() -> type[BaseModel]:
+    """The snapshot's asset fields as a strict model, with the defaults a row written by
+    hand wants (a perp position); made from the snapshot's own list of number fields, so
+    a new field of :class:`~riskwatch.core.snapshot.Asset` is one here too."""
+    fields: dict[str, Any] = {
+        "symbol": (str, ...), "asset_type": (Literal["token", "position"], "position"),
+        "market_type": (str | None, "perp"),
+        **{name: (Decimal | None, None) for name in NUMBER_FIELDS}}
+    model: type[BaseModel] = create_model(
+        "AssetRow", __base__=_Strict, __doc__="An asset in the normalised shape.", **fields)
+    return model
 
-    symbol: str
-    asset_type: Literal["token", "position"] = "position"
-    market_type: str | None = "perp"
-    size: Decimal | None = None
-    notional: Decimal | None = None
-    unrealized_profit: Decimal | None = None
-    initial_margin: Decimal | None = None
-    maint_margin: Decimal | None = None
-    margin_balance: Decimal | None = None
-    leverage: Decimal | None = None
-    notional_pct_total: Decimal | None = None
-    funding_fee: Decimal | None = None
+
+if TYPE_CHECKING:
+    AssetRow = BaseModel
+else:
+    AssetRow = _asset_row_model()
 
 
 class AccountRow(_Strict):

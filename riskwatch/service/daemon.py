@@ -37,9 +37,10 @@ from riskwatch.service.leadership import Leadership
 from riskwatch.service.leverage_actor import Actor
 from riskwatch.service.poll import Clock, Monotonic, Poll, PollReport, describe
 from riskwatch.service.rule_source import RuleSource
+from riskwatch.service.status import StatusPages
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.source.client import TreadClient
-from riskwatch.store import Store
+from riskwatch.store import Store, open_store
 
 log = structlog.get_logger("riskwatch.daemon")
 PRUNE_EVERY = timedelta(hours=1)
@@ -227,9 +228,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if self.settings.http != "off":
             token = self.settings.http_token
+            state = self.settings.state
+            pages = StatusPages(lambda: open_store(state), lambda: self.rule_source.rules,
+                                self.clock)
             self.web = WebServer(self.settings.http,
                                  Health(self.alive, self.not_ready, self.role, self.warnings),
-                                 self.telemetry,
+                                 self.telemetry, pages=pages,
                                  token=token.get_secret_value() if token else None)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_job(

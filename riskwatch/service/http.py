@@ -54,8 +54,9 @@ class Limits:
     queue: int = 64  # complete requests waiting for a worker; past it: 503 at once
 
 
-class Answer(Protocol):
-    """An answer of the status pages."""
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer of the pages past the endpoints: status code, content type, body."""
 
     status: int
     content_type: str

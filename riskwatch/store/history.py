@@ -236,6 +236,13 @@ class HistoryStore:
             buckets.append((first, high))
         return by_account
 
+    def account_history(self, account: str, since: datetime) -> list[Point]:
+        """One account's points from ``since`` on, oldest first (for the status page)."""
+        rows = self._query(f"SELECT {', '.join(COLUMNS)} FROM history "  # noqa: S608 - fixed names
+                           "WHERE account = ? AND at >= ? ORDER BY at",
+                           (account, stored_time(since)))
+        return [point_of_row(row)[1] for row in rows]
+
     def prune_history(self, now: datetime, raw_for: timedelta = RAW_KEEP,
                       keep_for: timedelta = KEEP) -> int:
         """Downsample raw points older than ``raw_for`` to 5-minute points, an hour at a time,
