@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from riskwatch.core.history import (
@@ -88,10 +89,13 @@ def _number(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
 
 
+_VALUES = attrgetter(*FIELDS, "equity_high")
+
+
 def row_of(account: str, point: Point, step: int = RAW) -> tuple[Any, ...]:
     """A point as a row of the history table."""
     return (account, stored_time(point.at), step,
-            *(_text(getattr(point, name)) for name in FIELDS), _text(point.equity_high))
+            *[value if value is None else str(value) for value in _VALUES(point)])
 
 
 def point_of_row(row: Sequence[Any]) -> tuple[str, Point]:
