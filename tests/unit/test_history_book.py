@@ -14,12 +14,13 @@ from riskwatch.core.history import (
     Point,
     Series,
     Window,
+    bucket_of,
     change,
     drawdown,
     tolerance,
     window_start,
 )
-from riskwatch.service.history_book import Track
+from riskwatch.service.history_book import Track, micros
 from tests.helpers import T0
 
 D = Decimal
@@ -108,3 +109,42 @@ def test_an_old_point_is_ignored_and_a_trim_forgets_the_past() -> None:
     assert not track.empty()
     track.trim(START + timedelta(days=1))
     assert track.empty() and track.peak_since(START) is None
+
+
+def _stored(points: list[Point], split: datetime) -> tuple[list[tuple[int, str | None]],
+                                                           list[tuple[int, str | None,
+                                                                      str | None]]]:
+    """What the store holds for ``points``: 5-minute peaks before ``split`` (a bucket of
+    several points stored as two halves, as after a leader change), raw rows from it."""
+    by_bucket: dict[datetime, list[Point]] = {}
+    for point in points:
+        if point.at < split:
+            by_bucket.setdefault(bucket_of(point.at), []).append(point)
+    buckets: list[tuple[int, str | None]] = []
+    for inside in by_bucket.values():
+        half = (len(inside) + 1) // 2
+        for part in (inside[:half], inside[half:]):
+            highs = [p.equity for p in part if p.equity is not None]
+            if part:
+                buckets.append((micros(part[0].at), str(max(highs)) if highs else None))
+    rows = [(micros(p.at), None if p.equity is None else str(p.equity),
+             None if p.maint_margin_ratio is None else str(p.maint_margin_ratio))
+            for p in points if p.at >= split]
+    return buckets, rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps, st.integers(0, 59))
+def test_a_track_loaded_from_stored_rows_answers_as_the_full_series(
+        drawn: list[tuple[int, int | None, int | None]], lag: int) -> None:
+    """A restart (stored peaks, then stored raw rows of the raw span) gives a track that
+    answers as the full series, as a track that saw every point does."""
+    points = _points(drawn)
+    now = points[-1].at + timedelta(seconds=lag)
+    split = bucket_of(now - RAW_SPAN)
+    buckets, rows = _stored(points, split)
+    track = Track(INTERVAL, RAW_SPAN, ("maint_margin_ratio",))
+    track.seed(buckets)
+    track.settle(micros(split))
+    track.extend(rows)
+    _agree(track, Series(tuple(points), INTERVAL), now, points[-1])
