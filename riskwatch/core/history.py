@@ -1,8 +1,11 @@
 """Each account's recorded history, and the metrics that need it: ``drawdown`` and ``change``.
 
 Pure: series are immutable values and every function takes ``now``. The shell records a
-:class:`Point` per account after each successful poll, keeps the series the rules need
-(:func:`horizon`), and passes them to the evaluator.
+:class:`Point` per account after each successful poll, keeps what the rules need
+(:func:`horizon`), and passes it to the evaluator. The metrics read a history through
+:class:`SeriesView` (the latest point at a time, a window's peak), so the leader can keep a
+compact record of each account (``riskwatch.service.history_book``) instead of a
+:class:`Series` of every point; :class:`Series` is the plain reference it is tested against.
 
 The rules chosen here, and why:
 

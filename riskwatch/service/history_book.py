@@ -5,7 +5,7 @@ The store keeps the long history (for the status page and for the next leader); 
 only what the rules in force read, so its size follows the rules, not polls x accounts:
 
 - **Raw points** only as far back as the longest ``change`` look-back plus its tolerance
-  (and one 5-minute bucket more), holding only the metrics ``change`` rules look at.
+  (from the 5-minute edge before that), holding only the metrics ``change`` rules read.
 - **Beyond that, per 5-minute bucket**, only what ``drawdown`` reads: the time of the
   bucket's first point (whether the history reaches a window's start) and its equity, kept
   as a *monotonic stack* of peaks — an equity is dropped as soon as a later one is as high,
