@@ -4,7 +4,8 @@ For N accounts x 20 assets (the payloads of benchmarks/poll_work.py), on one cor
 
 - the poll's work without history (the 25 rules of benchmarks/rules.yaml) and with the
   shipped history rules added (a daily drawdown and a 15-minute change) over a day of
-  history in the leader's book;
+  history in the leader's book, and ``decide`` with those two rules alone (the poll
+  times move by more than the history rules cost on a shared machine);
 - ``points_of`` (a point per account from the snapshot) and ``record_history`` on SQLite
   and on PostgreSQL, median over the polls of the raw span, each as a share of the poll;
 - a restart: ``HistoryBook.load`` of a day (24 h of 5-minute peaks, 288 rows per account,
@@ -171,6 +172,9 @@ def measure(accounts: int, repeats: int, span: timedelta, engines: list[str]) ->
     view = book.view()
     alerts = poll(body, rules, {}, view)
     row["poll_history_s"] = median_seconds(lambda: poll(body, rules, alerts, view), repeats)
+    alone = compile_rules(load_rules([HISTORY_RULES]))
+    row["history_rules_s"] = median_seconds(
+        lambda: decide(alone, snapshot, {}, NOW, history=view), repeats)
     return row
 
 
@@ -208,7 +212,8 @@ def main() -> None:
                     else f"{'-':>17}")
 
         print(f"{row['accounts']:>7,} accounts: poll {base * 1e3:.1f} ms, with history "
-              f"{share('poll_history_s')}; points_of {share('points_of_s')}; "
+              f"{share('poll_history_s')} (the 2 history rules alone "
+              f"{share('history_rules_s')}); points_of {share('points_of_s')}; "
               f"record_history SQLite {share('record_sqlite_s')}, PostgreSQL "
               f"{share('record_postgresql_s')}")
         loads = ", ".join(f"{engine} {row[f'load_{engine}_s']:.2f} s" for engine in
