@@ -17,7 +17,7 @@ from fnmatch import translate
 
 from riskwatch.core import builtin_alerts as builtins
 from riskwatch.core import lifecycle as lifecycle
-from riskwatch.core.history import History, Reading, Series, change, drawdown
+from riskwatch.core.history import History, Reading, SeriesView, change, drawdown
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, Observation, Policy
 from riskwatch.core.measures import (
     ACCOUNT_METRICS,
@@ -43,7 +43,7 @@ def _fits(pattern: re.Pattern[str] | None, value: str | None) -> bool:
 
 
 # An account metric that reads the account's history as well as its figures.
-HistoryMetric = Callable[[AccountFigures, Series | None, datetime], Reading]
+HistoryMetric = Callable[[AccountFigures, SeriesView | None, datetime], Reading]
 NO_HISTORY: History = {}
 
 
@@ -55,7 +55,7 @@ def _history_metric(rule: Rule) -> HistoryMetric | None:
         window = rule.window
         assert window is not None  # the loader requires it
 
-        def fall(figures: AccountFigures, series: Series | None, now: datetime) -> Reading:
+        def fall(figures: AccountFigures, series: SeriesView | None, now: datetime) -> Reading:
             return drawdown(series, figures.equity, now, window)
 
         return fall
@@ -64,7 +64,7 @@ def _history_metric(rule: Rule) -> HistoryMetric | None:
         return None
     name, metric = rule.metric, ACCOUNT_METRICS[rule.metric]
 
-    def moved(figures: AccountFigures, series: Series | None, now: datetime) -> Reading:
+    def moved(figures: AccountFigures, series: SeriesView | None, now: datetime) -> Reading:
         return Reading(change(series, name, metric(figures, now), now, duration))
 
     return moved

@@ -1,8 +1,11 @@
 """Each account's recorded history, and the metrics that need it: ``drawdown`` and ``change``.
 
 Pure: series are immutable values and every function takes ``now``. The shell records a
-:class:`Point` per account after each successful poll, keeps the series the rules need
-(:func:`horizon`), and passes them to the evaluator.
+:class:`Point` per account after each successful poll, keeps what the rules need
+(:func:`horizon`), and passes it to the evaluator. The metrics read a history through
+:class:`SeriesView` (the latest point at a time, a window's peak), so the leader can keep a
+compact record of each account (``riskwatch.service.history_book``) instead of a
+:class:`Series` of every point; :class:`Series` is the plain reference it is tested against.
 
 The rules chosen here, and why:
 
@@ -33,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 from riskwatch.core.measures import ACCOUNT_METRICS, AccountFigures
 from riskwatch.core.rules import Rule
@@ -77,6 +80,26 @@ class Point:
         return self.equity if self.equity_high is None else self.equity_high
 
 
+class SeriesView(Protocol):
+    """What the history metrics read of an account's history: a plain :class:`Series`, or
+    the leader's compact record of it (see ``riskwatch.service.history_book``)."""
+
+    @property
+    def interval(self) -> timedelta:
+        """The poll interval the points were recorded at (it sets the tolerance)."""
+
+    def latest(self, target: datetime) -> Point | None:
+        """The latest point at or before ``target``, or None."""
+
+    def aligned(self, start: datetime) -> datetime:
+        """Where a drawdown window that starts at ``start`` begins in this history: the
+        start itself where points are kept as recorded, the 5-minute edge before it where
+        only each bucket's highest equity is kept."""
+
+    def peak_since(self, start: datetime) -> Decimal | None:
+        """The highest equity of the points at or after ``start`` (None: none known)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Series:
     """An account's points, oldest first, at most one per time; ``interval`` is the poll
@@ -89,8 +112,23 @@ class Series:
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", tuple(point.at for point in self.points))
 
+    def latest(self, target: datetime) -> Point | None:
+        """The latest point at or before ``target``, or None."""
+        index = bisect.bisect_right(self.times, target)
+        return self.points[index - 1] if index else None
 
-History = Mapping[str, Series]  # account name -> its series
+    def aligned(self, start: datetime) -> datetime:
+        """Every point is kept as recorded: a window starts where it starts."""
+        return start
+
+    def peak_since(self, start: datetime) -> Decimal | None:
+        """The highest equity of the points at or after ``start`` (a scan)."""
+        first = bisect.bisect_left(self.times, start)
+        return max((high for point in self.points[first:] if (high := point.high) is not None),
+                   default=None)
+
+
+History = Mapping[str, SeriesView]  # account name -> its series
 
 
 class Reading(NamedTuple):
@@ -152,20 +190,15 @@ def window_start(now: datetime, window: Window) -> datetime:
     return now - window
 
 
-def _latest_at_or_before(series: Series, target: datetime) -> Point | None:
-    index = bisect.bisect_right(series.times, target)
-    return series.points[index - 1] if index else None
-
-
-def covered(series: Series, target: datetime, duration: timedelta) -> Point | None:
+def covered(series: SeriesView, target: datetime, duration: timedelta) -> Point | None:
     """The point that covers ``target`` (see the module docstring), or None."""
-    found = _latest_at_or_before(series, target)
+    found = series.latest(target)
     if found is None or target - found.at > tolerance(duration, series.interval):
         return None
     return found
 
 
-def change(series: Series | None, metric: str, value_now: Decimal | None, now: datetime,
+def change(series: SeriesView | None, metric: str, value_now: Decimal | None, now: datetime,
            duration: timedelta) -> Decimal | None:
     """``metric`` now minus its value ``duration`` ago; None unless the history covers then."""
     if value_now is None or series is None:
@@ -179,18 +212,16 @@ def change(series: Series | None, metric: str, value_now: Decimal | None, now: d
     return value_now - before
 
 
-def drawdown(series: Series | None, equity_now: Decimal | None, now: datetime,
+def drawdown(series: SeriesView | None, equity_now: Decimal | None, now: datetime,
              window: Window) -> Reading:
     """How far equity now is below its peak in the window, as a fraction of the peak."""
     if equity_now is None:
         return Reading(None)
     start = window_start(now, window)
-    points = series.points if series is not None else ()
-    first = bisect.bisect_left(series.times, start) if series is not None else 0
-    highs = [high for point in points[first:] if (high := point.high) is not None]
-    peak = max(highs, default=equity_now)
-    if equity_now > peak:
-        peak = equity_now
+    if series is not None:
+        start = series.aligned(start)
+    seen = series.peak_since(start) if series is not None else None
+    peak = equity_now if seen is None or equity_now > seen else seen
     if peak <= 0:
         return Reading(None)
     complete = series is not None and covered(series, start + tolerance(

@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from riskwatch.core.history import Point, drawdown
+from riskwatch.core.evaluate import compile_rules
+from riskwatch.core.history import BUCKET, Point, change, drawdown
+from riskwatch.rulefiles.loader import load_rules
+from riskwatch.service.history_book import HistoryBook
 from riskwatch.store import Store, open_store
+from riskwatch.store.history import time_of
 from tests.helpers import T0
 
 D = Decimal
@@ -100,4 +104,53 @@ def test_restart_reads_the_history_back(tmp_path: Path) -> None:
     second = open_store(url)
     assert second.load_history(NOW - timedelta(hours=1))["a"].points == (
         _point(timedelta(minutes=1), "100"),)
+    second.close()
+
+
+DEFAULT_RULES = Path(__file__).parents[2] / "rules" / "default.yaml"
+
+
+def _walk(store: Store, minutes: int, accounts: int = 3) -> HistoryBook:
+    """Record ``minutes`` of 15-second polls ending at NOW (equity falling and rising by
+    account) and return the book that saw them poll by poll."""
+    rules = compile_rules(load_rules([DEFAULT_RULES]))
+    book = HistoryBook(timedelta(seconds=15))
+    book.load(store, rules, NOW - timedelta(minutes=minutes, seconds=15))
+    for step in range(minutes * 4 + 1):
+        when = NOW - timedelta(minutes=minutes) + step * timedelta(seconds=15)
+        points = {f"a{n}": Point(when, equity=D(1000 + (step * (n - 1)) % 97),
+                                 maint_margin_ratio=D(step % 13) / 20) for n in range(accounts)}
+        store.record_history(points, when)
+        book.add(points)
+    return book
+
+
+def test_a_new_leader_loads_the_book_the_old_one_built(store: Store) -> None:
+    """After 90 minutes of polls, a book loaded from the store (5-minute peaks, then raw rows
+    of the change look-back) answers drawdown and change as the book that saw every poll."""
+    seen = _walk(store, 90)
+    loaded = HistoryBook(timedelta(seconds=15))
+    loaded.load(store, compile_rules(load_rules([DEFAULT_RULES])), NOW)
+    assert set(loaded.series) == set(seen.series) == {"a0", "a1", "a2"}
+    for name in seen.series:
+        old, new = seen.view()[name], loaded.view()[name]
+        for window in ("day", timedelta(minutes=50), timedelta(minutes=7)):
+            assert drawdown(new, D(990), NOW, window) == drawdown(old, D(990), NOW, window)
+        assert change(new, "maint_margin_ratio", D(1), NOW, timedelta(minutes=15)) == change(
+            old, "maint_margin_ratio", D(1), NOW, timedelta(minutes=15)) is not None
+
+
+def test_peaks_survive_a_leader_change_within_a_bucket(tmp_path: Path) -> None:
+    """A process that starts recording in the middle of a bucket counts the points its
+    predecessor stored in that bucket: the bucket's peak is the higher of both."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    edge = NOW - timedelta(hours=1)
+    first = open_store(url)
+    first.record_history({"a": Point(edge + timedelta(seconds=15), equity=D(900))}, NOW)
+    first.close()
+    second = open_store(url)
+    second.record_history({"a": Point(edge + timedelta(seconds=30), equity=D(800))}, NOW)
+    second.record_history({"a": Point(edge + BUCKET, equity=D(700))}, NOW)  # closes it
+    [(first_at, high)] = second.load_peaks(edge, edge + BUCKET)["a"]
+    assert (time_of(first_at), high) == (edge + timedelta(seconds=15), "900")
     second.close()
