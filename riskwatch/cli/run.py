@@ -82,6 +82,8 @@ def demo(cycles: int | None, interval: str, address: str | None) -> None:
                 state=f"sqlite:///{folder}/demo-state.db", poll_interval=interval,
                 stale_after=None, **quiet,
             )
+            with open_state(settings) as store:  # the accounts' day so far
+                simulation.seed_history(store, utcnow())
             click.echo(f"riskwatch demo: simulated Tread.fi at {server.url}, rules from "
                        f"{settings.rules}, a poll every {interval}. Ctrl-C stops.")
             if settings.http != "off":

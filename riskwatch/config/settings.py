@@ -74,11 +74,28 @@ class Settings(BaseSettings):
     heartbeat_url: SecretStr | None = None
     http_token: SecretStr | None = None  # guards every page but /healthz when set
     public_url: str | None = None  # where people reach the status page; alerts link to it
+    history_raw: Duration = timedelta(hours=48)  # each poll's point, then 5-minute points
+    history_keep: Duration = timedelta(days=90)  # 5-minute points, then gone
     # Socket Mode (buttons, /riskwatch): the app-level token and who may act from Slack
     slack_app_token: SecretStr | None = None
     slack_operators: Annotated[tuple[str, ...], NoDecode] = ()
 
-    @field_validator("poll_interval", "stale_after", "request_deadline", mode="before")
+    @field_validator("history_raw", "history_keep")
+    @classmethod
+    def _history_bounds(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1) or value > timedelta(days=3650):
+            raise ValueError("must be between 1h and 3650d")
+        return value
+
+    @model_validator(mode="after")
+    def _raw_within_keep(self) -> Settings:
+        if self.history_raw > self.history_keep:
+            raise ValueError("RISKWATCH_HISTORY_RAW must not be longer than "
+                             "RISKWATCH_HISTORY_KEEP")
+        return self
+
+    @field_validator("poll_interval", "stale_after", "request_deadline", "history_raw",
+                     "history_keep", mode="before")
     @classmethod
     def _parse_durations(cls, value: Any) -> Any:
         if value is None or value == "":

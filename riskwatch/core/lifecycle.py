@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
+from riskwatch.core.durations import format_duration
 from riskwatch.core.rules import SEVERITIES, Rule, Severity
 
 RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -75,8 +76,11 @@ class Policy:
     @classmethod
     def of(cls, rule: Rule) -> Policy:
         """The lifecycle view of a user rule."""
+        metric = rule.metric
+        if rule.change is not None:  # the alert is about the change, and says so
+            metric = f"{rule.metric} change over {format_duration(rule.change)}"
         return cls(
-            name=rule.name, metric=rule.metric, scope=rule.scope,
+            name=rule.name, metric=metric, scope=rule.scope,
             levels=tuple(rule.levels.ordered()), when=rule.when, for_=rule.for_,
             keep_firing_for=rule.keep_firing_for, hysteresis=rule.hysteresis,
             repeat=rule.repeat, send_resolved=rule.send_resolved, channel=rule.channel,

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from riskwatch.core.history import points_of
 from riskwatch.demo.loopback import LoopbackServer, Reply, Request
+from riskwatch.source.adapters import from_cached
+from riskwatch.store import Store
 
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulated API's own token, not a secret
 CYCLE = 16  # steps before the story starts again
@@ -157,6 +161,27 @@ ACCOUNTS = [
     {"id": "b82512b5-450f-4329-9943-0e037d0782b2", "name": "desk-2", "exchange": "Binance"},
     {"id": "4be4cba9-23ea-453a-a235-f2c8e1ba7d51", "name": "desk-3", "exchange": "OKX"},
 ]
+
+
+def seed_history(store: Store, now: datetime) -> int:
+    """Give the simulated accounts the history a desk would already have: their opening
+    figures since 00:00 UTC (every 5 minutes, then every minute for the last 20), so the
+    daily drawdown rule has its whole window and the status page's charts a past.
+    Returns the number of points written."""
+    snapshot = from_cached(SimulatedTread().cached_payload(0), now)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    recent = now - timedelta(minutes=20)
+    times: list[datetime] = []
+    at = midnight
+    while at < now - timedelta(seconds=30):
+        times.append(at)
+        at += timedelta(minutes=5) if at < recent else timedelta(minutes=1)
+    written = 0
+    for at in times:
+        points = points_of(snapshot, at)
+        store.record_history(points, at)
+        written += len(points)
+    return written
 
 
 def serve() -> tuple[SimulatedTread, LoopbackServer]:

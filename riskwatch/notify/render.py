@@ -105,6 +105,10 @@ def format_value(metric: str, value: Decimal | None) -> str:
         return "unknown"
     if not value.is_finite():
         return "∞"
+    base, change, _ = metric.partition(" change over ")
+    if change:  # a change rule's value: signed, in the metric's own unit
+        shown = format_value(base, value)
+        return shown if value < 0 else "+" + shown
     if metric in RATIO_METRICS:
         return f"{(value * 100).quantize(Decimal('0.1')):,}%"
     if metric in MONEY_METRICS:

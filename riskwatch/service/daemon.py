@@ -42,6 +42,7 @@ from riskwatch.service.status import StatusPages
 from riskwatch.service.telemetry import Telemetry
 from riskwatch.source.client import TreadClient
 from riskwatch.store import Store, open_store
+from riskwatch.store.base import Retention
 
 if TYPE_CHECKING:
     from riskwatch.service.interactions import SlackInteractions
@@ -180,7 +181,8 @@ class Daemon:
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
         self._pruned_at = now
-        removed = self.store.prune(now)
+        removed = self.store.prune(now, Retention(history_raw=self.settings.history_raw,
+                                                   history=self.settings.history_keep))
         self.poll.history.trim(now)
         if removed:
             log.info("state store pruned", rows=removed)

@@ -173,7 +173,8 @@ def _severity(severity: str) -> str:
 def _value(value: Decimal | None, metric: str) -> str:
     if value is None:
         return "–"
-    return _number(value, metric.endswith(("ratio", "buffer", "drawdown", "pct_total")))
+    base = metric.partition(" change over ")[0]
+    return _number(value, base.endswith(("ratio", "buffer", "drawdown", "pct_total")))
 
 
 def _number(value: Decimal, percent: bool) -> str:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, cast
 
+from riskwatch.core.history import KEEP, RAW_KEEP
 from riskwatch.core.interactions import Acknowledgement, Click, Outcome
 from riskwatch.core.leverage import Decision
 from riskwatch.core.lifecycle import Alert, AlertKey
@@ -596,7 +597,7 @@ class Store(HistoryStore, ABC):
         if statements:
             self._write(statements)
         return (len(messages) + len(silences) + len(refused) + len(audit) + len(clicks)
-                + len(acks) + self.prune_history(now))
+                + len(acks) + self.prune_history(now, keep.history_raw, keep.history))
 
 
 def _outbox_rows(rows: list[tuple[Any, ...]]) -> list[OutboxRow]:
@@ -616,6 +617,8 @@ class Retention:
     refused_messages: timedelta = timedelta(days=30)  # outbox rows Slack refused for good
     actions: timedelta = timedelta(days=365)  # the leverage audit log
     interactions: timedelta = timedelta(days=90)  # Slack clicks and acknowledgements
+    history_raw: timedelta = RAW_KEEP  # each poll's point, then 5-minute points
+    history: timedelta = KEEP  # 5-minute points, then gone
 
 
 _DELETE_BATCH = 500  # keys per statement, far below every engine's parameter limit

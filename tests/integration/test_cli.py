@@ -196,13 +196,20 @@ def test_run_stops_cleanly_on_sigterm_and_alerts_lists_the_state(
 
 
 def test_demo_shows_firing_severity_change_and_resolution(slack: FakeSlack) -> None:
-    """The demo, with no settings, shows the whole lifecycle; with a webhook it posts too."""
+    """The demo, with no settings, shows the whole lifecycle, for the liquidation buffer
+    and the daily drawdown too; with a webhook it posts as well."""
     result = riskwatch("demo", "--cycles", "12", "--interval", "0.25s",
                        env={"RISKWATCH_SLACK_WEBHOOK_URL": slack.webhook_url}, timeout=90)
     assert result.returncode == 0, result.stderr
     for expected in ("FIRING · WARNING", "FIRING · CRITICAL (escalated from WARNING)",
                      "FIRING · WARNING (de-escalated from CRITICAL)", "RESOLVED (was WARNING)"):
         assert expected in result.stdout, expected
+    # the history rules: desk-1's buffer and desk-2's day both cross a level and come back
+    lines = result.stdout.splitlines()
+    for rule in ("account-liquidation-buffer", "account-daily-drawdown"):
+        told = [line for line in lines if line.endswith(rule)]
+        assert any(line.split("] ")[1].startswith("FIRING") for line in told), rule
+        assert any(line.split("] ")[1].startswith("RESOLVED") for line in told), rule
     assert slack.posts(), "the demo did not post to the configured webhook"
 
 

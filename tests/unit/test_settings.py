@@ -132,3 +132,16 @@ def test_slack_app_token_and_operators_are_read_and_checked() -> None:
         load_settings(**base, slack_operators="U0OPS,@alice")
     with pytest.raises(SettingsError, match="needs RISKWATCH_SLACK_BOT_TOKEN"):
         load_settings(slack_app_token="xapp-1-A")
+
+
+def test_history_retention_settings_are_durations_with_raw_within_keep() -> None:
+    """RISKWATCH_HISTORY_RAW and _KEEP read as durations (48h and 90d unless set); raw
+    points kept longer than the history itself, or for less than an hour, are refused."""
+    default = load_settings()
+    assert (default.history_raw, default.history_keep) == (timedelta(hours=48),
+                                                          timedelta(days=90))
+    chosen = load_settings(history_raw="2d", history_keep="30d")
+    assert (chosen.history_raw, chosen.history_keep) == (timedelta(days=2), timedelta(days=30))
+    for wrong in ({"history_raw": "40d", "history_keep": "30d"}, {"history_raw": "10m"}):
+        with pytest.raises(SettingsError):
+            load_settings(**wrong)

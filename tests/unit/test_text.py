@@ -175,3 +175,11 @@ def test_stacked_combining_marks_are_shown_as_escapes() -> None:
     """Past three marks on one letter, marks are escapes: no text spilling over lines."""
     assert inert("Z" + "\u0301" * 6 + " Việt") == "Z" + "\u0301" * 3 + "\\u0301" * 3 + " Việt"
     assert inert("a" + "\U000e0100" * 4) == "a" + "\U000e0100" * 3 + "\\U000e0100"
+
+
+def test_a_change_rules_value_is_signed_in_its_metrics_unit() -> None:
+    """A change rule's alert says what changed, over how long, with a sign: a margin ratio
+    up 28 points in 15 minutes reads +28.0%, equity down 1,200 reads -1,200.00 USD."""
+    assert format_value("maint_margin_ratio change over 15m", Decimal("0.28")) == "+28.0%"
+    assert format_value("equity change over 1h", Decimal("-1200")) == "-1,200.00 USD"
+    assert format_value("equity change over 1h", None) == "unknown"
