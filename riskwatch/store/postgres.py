@@ -79,22 +79,13 @@ class PostgresStore(Store):
 
     def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]],
                fence: int | None = None) -> None:
-        try:
-            with self._db.transaction():
-                if fence is not None and self._db.execute(
-                        _PLACEHOLDER.sub("%s", FENCE_SQL), (fence,)).rowcount != 1:
-                    raise NotLeading("another replica took the lead")
-                for sql, args in statements:
-                    self._db.execute(_PLACEHOLDER.sub("%s", sql), args)
-        except psycopg.Error as error:
-            raise self._fail(error) from None
+        self._write_rows(statements, "", (), (), fence)
 
     def _write_rows(self, statements: Iterable[tuple[str, tuple[Any, ...]]], table: str,
                     columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
                     fence: int | None = None) -> None:
-        """``statements``, then ``rows`` with one ``COPY``, in one transaction."""
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        """``statements``, then ``rows`` (if any) with one ``COPY``, in one transaction,
+        checked against ``fence`` first."""
         try:
             with self._db.transaction():
                 if fence is not None and self._db.execute(
@@ -103,6 +94,8 @@ class PostgresStore(Store):
                 for statement, args in statements:
                     self._db.execute(_PLACEHOLDER.sub("%s", statement), args)
                 if rows:
+                    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
                     with self._db.cursor() as cursor, cursor.copy(copy_sql) as copy:
                         for row in rows:
                             copy.write_row(row)

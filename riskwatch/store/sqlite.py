@@ -57,26 +57,13 @@ class SqliteStore(Store):
 
     def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]],
                fence: int | None = None) -> None:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if fence is not None and self._db.execute(FENCE_SQL, (fence,)).rowcount != 1:
-                    raise NotLeading("another process took the lead")
-                for sql, args in statements:
-                    self._db.execute(sql, args)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as error:
-            raise StoreError(f"state store {self.path}: {error}") from error
+        self._write_rows(statements, "", (), (), fence)
 
     def _write_rows(self, statements: Iterable[tuple[str, tuple[Any, ...]]], table: str,
                     columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
                     fence: int | None = None) -> None:
-        """``statements``, then ``rows`` with one ``executemany``, in one transaction."""
-        marks = ", ".join("?" * len(columns))
-        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - fixed names
+        """``statements``, then ``rows`` (if any) with one ``executemany``, in one
+        transaction, checked against ``fence`` first."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -84,7 +71,10 @@ class SqliteStore(Store):
                     raise NotLeading("another process took the lead")
                 for sql, args in statements:
                     self._db.execute(sql, args)
-                self._db.executemany(insert, rows)
+                if rows:
+                    marks = ", ".join("?" * len(columns))
+                    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - fixed names
+                    self._db.executemany(insert, rows)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
