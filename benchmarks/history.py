@@ -33,9 +33,8 @@ import random
 import statistics
 import tempfile
 import time
-import tracemalloc
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.generate import payload_bytes
-from benchmarks.poll_work import RULES, median_seconds
+from benchmarks.poll_work import RULES, median_seconds, peak_bytes
 from riskwatch.core.evaluate import NO_HISTORY, CompiledRule, compile_rules, decide
 from riskwatch.core.history import BUCKET, History, Point, bucket_of, points_of
 from riskwatch.core.lifecycle import Alert, AlertKey
@@ -137,16 +136,6 @@ def _load(store: Store, rules: list[CompiledRule]) -> tuple[float, HistoryBook]:
     return time.perf_counter() - started, book
 
 
-def _held_bytes(work: Callable[[], Any]) -> int:
-    gc.collect()
-    tracemalloc.start()
-    result = work()
-    held, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    del result
-    return held
-
-
 def measure(accounts: int, repeats: int, span: timedelta, engines: list[str]) -> dict[str, Any]:
     """Every figure for one size."""
     body = payload_bytes("cached", accounts)
@@ -164,7 +153,7 @@ def measure(accounts: int, repeats: int, span: timedelta, engines: list[str]) ->
             row[f"record_{engine}_s"] = statistics.median(writes)
             row[f"load_{engine}_s"], book = _load(store, rules)
             if engine == engines[0]:
-                row["book_bytes"] = _held_bytes(lambda: _load(store, rules)[1])
+                row["book_bytes"] = peak_bytes(lambda: _load(store, rules)[1])[0]
     assert book is not None
     row["history_accounts"] = len(book.series)
     alerts = poll(body, plain, {}, NO_HISTORY)

@@ -65,7 +65,7 @@ def median_seconds(work: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
-def _peak_bytes(work: Callable[[], Any]) -> tuple[int, int]:
+def peak_bytes(work: Callable[[], Any]) -> tuple[int, int]:
     """(memory held by the result, peak while computing it), by tracemalloc."""
     gc.collect()
     tracemalloc.start()
@@ -83,8 +83,8 @@ def measure(accounts: int, shape: str, repeats: int) -> dict[str, Any]:
     alerts = poll_work(body, shape, rules, {})  # steady state: the alerts of an earlier poll
     floor = median_seconds(lambda: orjson.loads(body), repeats)
     work = median_seconds(lambda: poll_work(body, shape, rules, alerts), repeats)
-    parsed, _ = _peak_bytes(lambda: orjson.loads(body))
-    _, peak = _peak_bytes(lambda: poll_work(body, shape, rules, alerts))
+    parsed, _ = peak_bytes(lambda: orjson.loads(body))
+    _, peak = peak_bytes(lambda: poll_work(body, shape, rules, alerts))
     return {
         "accounts": accounts, "assets": accounts * 20, "rules": len(rules),
         "bytes": len(body), "alerts": len(alerts), "orjson_s": floor, "poll_s": work,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -646,6 +646,16 @@ def _referenced_messages(rows: list[tuple[Any, ...]]) -> set[str]:
         data = json.loads(payload)
         found.update(str(data[field]) for field in ("thread", "update") if data.get(field))
     return found
+
+
+def run_fenced(execute: Callable[[str, tuple[Any, ...]], Any],
+               statements: Iterable[tuple[str, tuple[Any, ...]]], fence: int | None) -> None:
+    """Inside a transaction: prove the lead (when ``fence`` is given), then run the
+    statements; a deposed leader raises :class:`NotLeading` and writes nothing."""
+    if fence is not None and execute(FENCE_SQL, (fence,)).rowcount != 1:
+        raise NotLeading("another process took the lead")
+    for statement, args in statements:
+        execute(statement, args)
 
 
 def _alert_upserts(alerts: Mapping[AlertKey, Alert]) -> list[tuple[str, tuple[Any, ...]]]:

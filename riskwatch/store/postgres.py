@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from riskwatch.errors import NotLeading, StoreError
-from riskwatch.store.base import FENCE_SQL, Store, schema_steps
+from riskwatch.errors import StoreError
+from riskwatch.store.base import Store, run_fenced, schema_steps
 
 LOCK_NAME = "riskwatch:leader"
 MIGRATION_LOCK = "riskwatch:migrate"
@@ -81,6 +81,10 @@ class PostgresStore(Store):
                fence: int | None = None) -> None:
         self._write_rows(statements, "", (), (), fence)
 
+    def _execute(self, statement: str, args: tuple[Any, ...]) -> Any:
+        """Run one statement written with ``?`` placeholders."""
+        return self._db.execute(_PLACEHOLDER.sub("%s", statement), args)
+
     def _write_rows(self, statements: Iterable[tuple[str, tuple[Any, ...]]], table: str,
                     columns: Sequence[str], rows: Sequence[tuple[Any, ...]],
                     fence: int | None = None) -> None:
@@ -88,11 +92,7 @@ class PostgresStore(Store):
         checked against ``fence`` first."""
         try:
             with self._db.transaction():
-                if fence is not None and self._db.execute(
-                        _PLACEHOLDER.sub("%s", FENCE_SQL), (fence,)).rowcount != 1:
-                    raise NotLeading("another replica took the lead")
-                for statement, args in statements:
-                    self._db.execute(_PLACEHOLDER.sub("%s", statement), args)
+                run_fenced(self._execute, statements, fence)
                 if rows:
                     copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
                         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))

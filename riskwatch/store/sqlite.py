@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from riskwatch.errors import NotLeading, StoreError
-from riskwatch.store.base import FENCE_SQL, Store, schema_steps
+from riskwatch.errors import StoreError
+from riskwatch.store.base import Store, run_fenced, schema_steps
 
 SCHEMA = schema_steps(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
 
@@ -67,10 +67,7 @@ class SqliteStore(Store):
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if fence is not None and self._db.execute(FENCE_SQL, (fence,)).rowcount != 1:
-                    raise NotLeading("another process took the lead")
-                for sql, args in statements:
-                    self._db.execute(sql, args)
+                run_fenced(self._db.execute, statements, fence)
                 if rows:
                     marks = ", ".join("?" * len(columns))
                     insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608 - fixed names
