@@ -47,8 +47,8 @@ riskwatch rules validate "$RISKWATCH_RULES"
 # a simulated Tread.fi for CMD ["run"] to watch
 "$root/opt/riskwatch/bin/python" -c "
 import sys, time
-from riskwatch import demo
-_, server = demo.serve()
+from riskwatch.demo import simulation
+_, server = simulation.serve()
 print(server.url, flush=True)
 time.sleep(120)
 " > "$root/api-url" &
