@@ -23,6 +23,7 @@ from riskwatch.demo.loopback import LoopbackServer, Reply, Request
 from riskwatch.service import poll as poll_module
 from riskwatch.service import rule_source as rule_source_module
 from riskwatch.service.daemon import Daemon
+from riskwatch.store.base import Retention
 from tests.integration.fakes import FakeSlack, FakeTread
 from tests.integration.scenario import (
     Clock,
@@ -532,9 +533,10 @@ def test_the_leader_prunes_the_store_once_an_hour(
 
     async def script(daemon: Daemon) -> None:
         real = daemon.store.prune
-        def prune(now: datetime) -> int:
+        def prune(now: datetime, retention: Retention | None = None) -> int:
             pruned.append(now)
-            return real(now)
+            assert retention is not None and retention.history_raw == timedelta(hours=48)
+            return real(now, retention)
 
         monkeypatch.setattr(daemon.store, "prune", prune)
         for _ in range(14):  # 14 polls of 5 minutes: an hour and five minutes
