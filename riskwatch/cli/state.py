@@ -139,10 +139,15 @@ def silence_remove(silence_id: str) -> int:
     A silence still in force ends now (the threads of its alerts are told, and `silence
     list --all` shows it ended); one already over is deleted.
     """
+    now = utcnow()
     with common.existing_store(common.settings()) as store:
-        removed = store.remove_silence(silence_id, utcnow(), getpass.getuser())
-    if not removed:
+        was = next((s for s in store.silences() if s.id == silence_id), None)
+        removed = store.remove_silence(silence_id, now, getpass.getuser())
+    if not removed or was is None:
         click.echo(f"riskwatch: no silence with id {silence_id!r}", err=True)
         return 1
-    click.echo(f"removed {silence_id}")
+    if was.ends_at > now:
+        click.echo(f"ended {silence_id} now (kept: `silence list --all` shows it)")
+    else:
+        click.echo(f"removed {silence_id} (it had already ended; deleted from the record)")
     return 0

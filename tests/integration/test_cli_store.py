@@ -45,7 +45,8 @@ def test_silence_add_refuses_an_unknown_rule_and_no_duration_and_records_its_aut
     tmp_path: Path,
 ) -> None:
     """A rule glob matching no rule (with a suggestion) and --duration 0 are refused; a
-    silence records who added it, shown by `silence list`; the store used is named."""
+    silence records who added it, shown by `silence list`; the store used is named;
+    `silence remove` says whether it ended the silence now or deleted an ended one."""
     state = tmp_path / "state.db"
     SqliteStore(state).close()
     env = {"RISKWATCH_STATE": f"sqlite:///{state}"}
@@ -61,6 +62,15 @@ def test_silence_add_refuses_an_unknown_rule_and_no_duration_and_records_its_aut
     listed = _riskwatch("silence", "list", "--format", "json", cwd=tmp_path, **env)
     [silence] = json.loads(listed.stdout)
     assert silence["created_by"] == "ana" and silence["rule"] == "pos-*"
+    # removing it ends it now and keeps it; removing the ended one deletes it; then none
+    ended = _riskwatch("silence", "remove", silence["id"], cwd=tmp_path, **env)
+    assert ended.returncode == 0 and "ended" in ended.stdout and "kept" in ended.stdout
+    kept = _riskwatch("silence", "list", "--all", "--format", "json", cwd=tmp_path, **env)
+    assert [s["id"] for s in json.loads(kept.stdout)] == [silence["id"]]
+    deleted = _riskwatch("silence", "remove", silence["id"], cwd=tmp_path, **env)
+    assert deleted.returncode == 0 and "already ended; deleted" in deleted.stdout
+    gone = _riskwatch("silence", "remove", silence["id"], cwd=tmp_path, **env)
+    assert gone.returncode == 1
 
 
 def test_alerts_json_names_the_scope_of_asset_rules(tmp_path: Path) -> None:
