@@ -9,6 +9,7 @@ comes back.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import datetime, timedelta
@@ -99,11 +100,15 @@ class SimulatedTread:
             ]),
         ]
 
-    def cached_payload(self, step: int) -> dict[str, Any]:
-        """The cached-balance endpoint's body at ``step``."""
+    def cached_payload(self, step: int, equity_share: Decimal = Decimal(1)) -> dict[str, Any]:
+        """The cached-balance endpoint's body at ``step`` (every equity times
+        ``equity_share``, for a past day)."""
         now_ms = int(time.time() * 1000)
         balances = []
         for account in self.accounts_at(step):
+            if equity_share != 1:
+                account["equity"] = str((Decimal(account["equity"]) * equity_share)
+                                        .quantize(Decimal("0.01")))
             balances.append({
                 "exchange_name": account["exchange"], "account_name": account["name"],
                 "user_id": 1, "account_id": account["id"], "username": "demo",
@@ -168,7 +173,7 @@ def seed_history(store: Store, now: datetime) -> int:
     figures since 00:00 UTC (every 5 minutes, then every minute for the last 20), so the
     daily drawdown rule has its whole window and the status page's charts a past.
     Returns the number of points written."""
-    snapshot = from_cached(SimulatedTread().cached_payload(0), now)
+    simulated = SimulatedTread()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     recent = now - timedelta(minutes=20)
     times: list[datetime] = []
@@ -178,10 +183,16 @@ def seed_history(store: Store, now: datetime) -> int:
         at += timedelta(minutes=5) if at < recent else timedelta(minutes=1)
     written = 0
     for at in times:
-        points = points_of(snapshot, at)
+        points = points_of(from_cached(simulated.cached_payload(0, _calm(at)), now), at)
         store.record_history(points, at)
         written += len(points)
     return written
+
+
+def _calm(at: datetime) -> Decimal:
+    """A calm day's equity, as a share of the opening: a slow wave, up to 4 % below."""
+    hours = at.hour + at.minute / 60
+    return Decimal(1) - Decimal(str(round(0.02 * (1 - math.cos(hours / 24 * 6 * math.pi)), 4)))
 
 
 def serve() -> tuple[SimulatedTread, LoopbackServer]:

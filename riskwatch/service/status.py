@@ -54,14 +54,17 @@ class StatusPages:
         now = self.clock()
         with self.open_store() as store:
             if path == "/":
-                page = status_page.overview_page(list(store.load_alerts().values()),
-                                                 store.silences(), _recent(store, now), now)
+                page = status_page.overview_page(
+                    list(store.load_alerts().values()), store.silences(), _recent(store, now),
+                    store.history_accounts(now - timedelta(days=7)), now)
                 return _html(page)
             if path == "/api/v1/alerts":
                 return _json(_alerts_json(store, now))
             if path.startswith("/accounts/"):
                 name = unquote(path.removeprefix("/accounts/"))
-                return _html(self._account_page(store, name, now))
+                account = self._account_page(store, name, now)
+                return _html(account) if account else Answer(
+                    404, "text/plain", b"no such account in the last 7 days\n")
             if path.startswith("/api/v1/accounts/") and path.endswith("/history"):
                 name = unquote(path.removeprefix("/api/v1/accounts/").removesuffix("/history"))
                 hours = _hours(query)
@@ -70,9 +73,12 @@ class StatusPages:
                               "points": [_point_json(point) for point in points]})
         return Answer(404, "text/plain", b"not found\n")
 
-    def _account_page(self, store: Store, name: str, now: datetime) -> str:
+    def _account_page(self, store: Store, name: str, now: datetime) -> str | None:
+        """The account's page; None when nothing is known of it (no history, no alert)."""
         alerts = list(store.load_alerts().values())
         points = store.account_history(name, now - timedelta(days=7))
+        if not points and not any(alert.key.account == name for alert in alerts):
+            return None
         day = [self._series(name, metric, title, percent, points, now - timedelta(hours=24))
                for metric, title, percent in CHARTS]
         week = [self._series(name, metric, title, percent, points, now - timedelta(days=7))

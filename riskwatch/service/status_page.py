@@ -20,15 +20,18 @@ from riskwatch.core.silences import Silence
 
 REFRESH_SECONDS = 30
 MAX_ROWS = 500  # rows per table; the JSON has them all
-CHART_WIDTH, CHART_HEIGHT, PAD = 640, 180, 36
+CHART_WIDTH, CHART_HEIGHT, PAD = 640, 220, 90  # PAD: room for the value labels
+PLOT_TOP, PLOT_BOTTOM, FONT = 20, 190, 15  # the plot's top and bottom, the labels' size
 LEVEL_COLOURS = {"info": "#3b82f6", "warning": "#d97706", "critical": "#dc2626"}
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0;padding:12px;color:#111;background:#fafafa}
 h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:20px 0 6px}
 table{border-collapse:collapse;width:100%;background:#fff}
+.scroll{overflow-x:auto}
 td,th{border-bottom:1px solid #e5e7eb;padding:4px 6px;text-align:left;vertical-align:top;
-word-break:break-word}
+white-space:nowrap}td.long{white-space:normal;overflow-wrap:anywhere;min-width:12em}
+.accounts a{display:inline-block;margin:0 12px 6px 0}
 .critical{color:#dc2626;font-weight:600}.warning{color:#b45309;font-weight:600}
 .muted{color:#6b7280}.charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}
 figure{margin:0;background:#fff;padding:6px;border:1px solid #e5e7eb}
@@ -49,8 +52,10 @@ class Series:
 
 
 def overview_page(alerts: Sequence[Alert], silences: Sequence[Silence],
-                  decisions: Sequence[Decision], now: datetime) -> str:
-    """``/``: firing and pending alerts, silences in force, recent leverage decisions."""
+                  decisions: Sequence[Decision], accounts: Sequence[str],
+                  now: datetime) -> str:
+    """``/``: firing and pending alerts, silences in force, recent leverage decisions, and
+    a link to the page of every account with recent history."""
     active = sorted((a for a in alerts if a.state is not State.RESOLVED),
                     key=lambda a: (a.state is not State.FIRING, a.severity != "critical",
                                    a.key.account, a.key.rule))
@@ -68,6 +73,9 @@ def overview_page(alerts: Sequence[Alert], silences: Sequence[Silence],
                [(_e(s.rule), _e(s.account or "*"), _e(s.symbol or "*"), _time(s.ends_at),
                  _e(s.created_by) or "–", _e(s.reason)) for s in in_force[:MAX_ROWS]],
                empty="No silence is in force."),
+        f"<h2>Accounts ({len(accounts)})</h2>",
+        ('<p class="accounts">' + " ".join(_link(name) for name in accounts[:MAX_ROWS]) + "</p>"
+         if accounts else '<p class="muted">No account has history yet.</p>'),
         "<h2>Leverage decisions</h2>",
         _table(("at", "account", "pair", "outcome", "what"),
                [(_time(d.at), _e(d.account), _e(d.pair), _e(d.outcome), _e(d.summary()))
@@ -108,36 +116,40 @@ def chart(series: Series, start: datetime, end: datetime) -> str:
     span = (end - start).total_seconds() or 1.0
 
     def x(at: datetime) -> float:
-        return PAD + (at - start).total_seconds() / span * (CHART_WIDTH - 2 * PAD)
+        return PAD + (at - start).total_seconds() / span * (CHART_WIDTH - 4 - PAD)
 
     def y(value: Decimal) -> float:
         share = float((value - low) / (high - low))
-        return CHART_HEIGHT - PAD / 2 - share * (CHART_HEIGHT - PAD)
+        return PLOT_BOTTOM - share * (PLOT_BOTTOM - PLOT_TOP)
 
     parts = [f'<figure data-metric="{_e(series.metric)}"><figcaption>{_e(series.title)}'
              "</figcaption>",
              f'<svg viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img" '
              f'aria-label="{_e(series.title)}">',
-             f'<text x="2" y="12" font-size="11">{_number(high, series.percent)}</text>',
-             f'<text x="2" y="{CHART_HEIGHT - 4}" font-size="11">'
+             f'<text x="2" y="{PLOT_TOP + 5}" font-size="{FONT}">'
+             f"{_number(high, series.percent)}</text>",
+             f'<text x="2" y="{PLOT_BOTTOM + 5}" font-size="{FONT}">'
              f"{_number(low, series.percent)}</text>",
-             f'<text x="{PAD}" y="{CHART_HEIGHT - 4}" font-size="10" fill="#6b7280" '
-             f'dx="40">{start:%d %b %H:%M}</text>',
-             f'<text x="{CHART_WIDTH - PAD}" y="{CHART_HEIGHT - 4}" font-size="10" '
+             f'<text x="{PAD}" y="{CHART_HEIGHT - 4}" font-size="{FONT}" fill="#6b7280">'
+             f"{start:%d %b %H:%M}</text>",
+             f'<text x="{CHART_WIDTH - 4}" y="{CHART_HEIGHT - 4}" font-size="{FONT}" '
              f'fill="#6b7280" text-anchor="end">{end:%d %b %H:%M} UTC</text>']
     for severity, level in series.levels:
         colour = LEVEL_COLOURS.get(severity, "#6b7280")
         parts.append(f'<line class="level" data-severity="{_e(severity)}" x1="{PAD}" '
-                     f'x2="{CHART_WIDTH - PAD}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
+                     f'x2="{CHART_WIDTH - 4}" y1="{y(level):.1f}" y2="{y(level):.1f}" '
                      f'stroke="{colour}" stroke-dasharray="6 4"><title>{_e(severity)} '
-                     f"{_number(level, series.percent)}</title></line>")
+                     f"{_number(level, series.percent)}</title></line>"
+                     f'<text class="level-label" x="{CHART_WIDTH - 4}" y="{y(level) - 4:.1f}" '
+                     f'font-size="{FONT}" fill="{colour}" text-anchor="end">{_e(severity)} '
+                     f"{_number(level, series.percent)}</text>")
     if points:
         line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in points)
         parts.append(f'<polyline class="series" points="{line}" fill="none" '
                      'stroke="#111" stroke-width="1.5"/>')
     else:
         parts.append(f'<text class="no-data" x="{CHART_WIDTH / 2}" y="{CHART_HEIGHT / 2}" '
-                     'text-anchor="middle" fill="#6b7280">no history yet</text>')
+                     'text-anchor="middle" fill="#6b7280">no known value in this period</text>')
     parts.append("</svg></figure>")
     return "".join(parts)
 
@@ -155,15 +167,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, empty: str)
     if not rows:
         return f'<p class="muted">{_e(empty)}</p>'
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    lines = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
-                    for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
+    last = len(headers) - 1  # the last column holds free text: it wraps
+    lines = "".join("<tr>" + "".join(
+        f'<td class="long">{cell}</td>' if index == last else f"<td>{cell}</td>"
+        for index, cell in enumerate(row)) + "</tr>" for row in rows)
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{lines}</tbody></table></div>")
 
 
 def _account_link(alert: Alert) -> str:
-    if not alert.key.account:
-        return "–"
-    return f'<a href="/accounts/{quote(alert.key.account, safe="")}">{_e(alert.key.account)}</a>'
+    return _link(alert.key.account) if alert.key.account else "–"
+
+
+def _link(account: str) -> str:
+    return f'<a href="/accounts/{quote(account, safe="")}">{_e(account)}</a>'
 
 
 def _severity(severity: str) -> str:

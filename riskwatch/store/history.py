@@ -247,6 +247,12 @@ class HistoryStore:
                            (account, stored_time(since)))
         return [point_of_row(row)[1] for row in rows]
 
+    def history_accounts(self, since: datetime) -> list[str]:
+        """The accounts with a point from ``since`` on, by name (for the status page)."""
+        rows = self._query("SELECT DISTINCT account FROM history WHERE at >= ? "
+                           "ORDER BY account", (stored_time(since),))
+        return [str(account) for (account,) in rows]
+
     def prune_history(self, now: datetime, raw_for: timedelta = RAW_KEEP,
                       keep_for: timedelta = KEEP) -> int:
         """Downsample raw points older than ``raw_for`` to 5-minute points, an hour at a time,

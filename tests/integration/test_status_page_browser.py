@@ -106,7 +106,9 @@ def site(tread: FakeTread, slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
 
 def test_pages_load_with_charts_and_levels_and_no_console_error(
         browser_path: str, site: str) -> None:
-    """Overview and account page render in Chromium; every chart has a series and levels."""
+    """Overview and account page render in Chromium: the overview links every account with
+    history, every chart has a series and labelled level lines, an unknown account is a
+    404, and nothing is logged to the console."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
@@ -124,7 +126,8 @@ def test_pages_load_with_charts_and_levels_and_no_console_error(
         assert page.locator("h1").inner_text() == "riskwatch"
         rows = page.locator("table").first.locator("tbody tr")
         assert rows.count() >= 1
-        page.locator("a[href='/accounts/desk-1']").first.click()
+        assert page.locator(".accounts a").all_inner_texts() == ["desk-1"]
+        page.locator(".accounts a[href='/accounts/desk-1']").click()
         page.wait_for_url(f"{site}/accounts/desk-1")
         figures = page.locator("figure")
         assert figures.count() == 8  # four metrics, over 24 hours and over 7 days
@@ -133,10 +136,14 @@ def test_pages_load_with_charts_and_levels_and_no_console_error(
             metric = figure.get_attribute("data-metric")
             assert figure.locator("polyline.series").count() == 1, metric
             assert figure.locator("line.level").count() >= 1, metric
+            labels = figure.locator("text.level-label").all_text_contents()
+            assert labels and all(label.split()[0] in ("warning", "critical")
+                                  for label in labels), metric
             points = figure.locator("polyline.series").get_attribute("points") or ""
             assert len(points.split()) == len(STORY), metric
         if SCREENSHOT:
             page.screenshot(path=SCREENSHOT, full_page=True)
+        assert context.request.get(f"{site}/accounts/nosuch").status == 404
         browser.close()
     assert errors == []
 
