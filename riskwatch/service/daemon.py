@@ -100,7 +100,8 @@ class Daemon:
             from riskwatch.service.interactions import SlackInteractions  # Bolt: only if used
 
             self.interactions = SlackInteractions(settings, store, clock,
-                                                  self.deliverer.wake.set)
+                                                  self.deliverer.wake.set,
+                                                  lambda: self.rule_source.rules)
 
     # ------------------------------------------------------------------ the parts' state
 

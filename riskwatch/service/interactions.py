@@ -20,7 +20,9 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -30,6 +32,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from riskwatch.config.settings import Settings
+from riskwatch.core.evaluate import CompiledRule
+from riskwatch.core.history import FIELDS, Point
 from riskwatch.core.interactions import ACTIONS, Click, decide
 from riskwatch.core.lifecycle import RANK, Alert, AlertKey, State
 from riskwatch.core.silences import Silence
@@ -103,11 +107,14 @@ class SlackInteractions:
     """The Socket Mode side of the daemon: answers clicks and ``/riskwatch``."""
 
     def __init__(self, settings: Settings, store: Store, clock: Clock,
-                 wake: Callable[[], None] = lambda: None) -> None:
+                 wake: Callable[[], None] = lambda: None,
+                 rules: Callable[[], Sequence[CompiledRule]] = list) -> None:
         if settings.slack_app_token is None or settings.slack_bot_token is None:
             raise ValueError("Socket Mode needs RISKWATCH_SLACK_APP_TOKEN and a bot token")
         self.store = store
         self.clock = clock
+        self.rules = rules  # the rules in force, for how near each account is to a level
+        self.stale = settings.stale_limit
         self.wake = wake  # the deliverer, when it runs in this process
         self.client = AsyncWebClient(token=settings.slack_bot_token.get_secret_value(),
                                      base_url=settings.slack_api_url,
@@ -228,16 +235,56 @@ class SlackInteractions:
         """The ephemeral answer to ``/riskwatch <asked>``."""
         now = self.clock()
         if asked == "status":
-            return status_text(self.store.load_alerts(), now)
+            alerts = self.store.load_alerts()
+            near = nearest(self.store.latest_points(now - self.stale), self.rules(), alerts)
+            return status_text(alerts, now, near)
         if asked == "silences":
             return silences_text(self.store.silences(), now)
         return ("`/riskwatch status`: the firing alerts and the alerts nearest their "
                 "levels · `/riskwatch silences`: the silences in force")
 
 
-def status_text(alerts: Mapping[AlertKey, Alert], now: datetime) -> str:
-    """The firing alerts, most severe first, then the pending ones (past a level, not
-    yet firing for as long as their rule asks): the accounts nearest their levels."""
+@dataclass(frozen=True)
+class Near:
+    """An account not alerting on a rule, and how close it stands to the rule's lowest
+    level, as the share of the level still between them (0: at the level)."""
+
+    headroom: Decimal
+    account: str
+    rule: str
+    metric: str
+    value: Decimal
+    level: Decimal
+    when: str
+
+
+def nearest(points: Mapping[str, Point], rules: Sequence[CompiledRule],
+            alerts: Mapping[AlertKey, Alert], most: int = 5) -> list[Near]:
+    """The accounts nearest the lowest level of an account rule they do not alert on,
+    from each account's newest recorded figures (the metrics the history keeps)."""
+    near: list[Near] = []
+    for compiled in rules:
+        rule = compiled.rule
+        if (rule.scope != "account" or rule.metric not in FIELDS or rule.change is not None
+                or not rule.levels.ordered()):
+            continue
+        level = rule.levels.ordered()[0][1]
+        for account, point in points.items():
+            value = getattr(point, rule.metric)
+            alert = alerts.get(AlertKey(rule.name, account, ""))
+            if value is None or level == 0 or (alert is not None and alert.active):
+                continue
+            gap = (level - value) if rule.when == "above" else (value - level)
+            if gap >= 0:
+                near.append(Near(gap / abs(level), account, rule.name, rule.metric, value,
+                                 level, rule.when))
+    return sorted(near, key=lambda n: (n.headroom, n.account, n.rule))[:most]
+
+
+def status_text(alerts: Mapping[AlertKey, Alert], now: datetime,
+                near: Sequence[Near] = ()) -> str:
+    """The firing alerts, most severe first; the pending ones (past a level, not yet
+    firing for as long as their rule asks); and the accounts nearest their levels."""
     firing = sorted((a for a in alerts.values() if a.state is State.FIRING), key=_urgency)
     pending = sorted((a for a in alerts.values() if a.state is State.PENDING), key=_urgency)
     lines = [f"*{len(firing)} firing*" + (":" if firing else ".")]
@@ -245,9 +292,20 @@ def status_text(alerts: Mapping[AlertKey, Alert], now: datetime) -> str:
     if len(firing) > MAX_LINES:
         lines.append(f"… and {len(firing) - MAX_LINES} more; see `riskwatch alerts`")
     if pending:
-        lines.append(f"*Nearest their levels ({len(pending)} pending):*")
+        lines.append(f"*{len(pending)} pending* (past a level, not firing yet):")
         lines += [_status_line(alert, now) for alert in pending[:MAX_LINES // 2]]
+    if near:
+        lines.append("*Nearest their levels:*")
+        lines += [_near_line(item) for item in near]
     return "\n".join(lines)
+
+
+def _near_line(item: Near) -> str:
+    sign = "≥" if item.when == "above" else "≤"
+    return (f"• {render.slack_code(item.account, 100)} {render.slack_code(item.rule, 100)}: "
+            f"{item.metric} {render.format_value(item.metric, item.value)} (lowest level "
+            f"{sign} {render.format_value(item.metric, item.level)}; "
+            f"{(item.headroom * 100).quantize(Decimal('0.1'))}% of the way left)")
 
 
 def silences_text(silences: Sequence[Silence], now: datetime) -> str:

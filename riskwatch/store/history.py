@@ -247,6 +247,14 @@ class HistoryStore:
                            (account, stored_time(since)))
         return [point_of_row(row)[1] for row in rows]
 
+    def latest_points(self, since: datetime) -> dict[str, Point]:
+        """Each account's newest point from ``since`` on (for ``/riskwatch status``)."""
+        rows = self._query(
+            f"SELECT {', '.join(COLUMNS)} FROM history WHERE at >= ? AND (account, at) IN "  # noqa: S608 - fixed names
+            "(SELECT account, max(at) FROM history WHERE at >= ? GROUP BY account)",
+            (stored_time(since), stored_time(since)))
+        return dict(point_of_row(row) for row in rows)
+
     def history_accounts(self, since: datetime) -> list[str]:
         """The accounts with a point from ``since`` on, by name (for the status page)."""
         rows = self._query("SELECT DISTINCT account FROM history WHERE at >= ? "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ def test_history_survives_a_restart_and_a_new_leader_alerts_on_it(
             await daemon.tick_once()
             clock.advance(15)
         assert daemon.alerts == {}
+        latest = daemon.store.latest_points(clock() - timedelta(hours=1))
+        assert list(latest) == ["desk-1"] and latest["desk-1"].equity == 5000
+        assert latest["desk-1"].at > clock() - timedelta(seconds=30)  # the second poll's
         daemon.store.release_lead()
 
     async def second(daemon: Daemon) -> None:

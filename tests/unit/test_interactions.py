@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from riskwatch.core.evaluate import Decisions
+from riskwatch.core.evaluate import Decisions, compile_rules
+from riskwatch.core.history import Point
 from riskwatch.core.interactions import (
     ACK,
     SILENCE_1H,
@@ -23,7 +24,9 @@ from riskwatch.core.interactions import (
     mention,
 )
 from riskwatch.core.lifecycle import Alert, AlertKey, Notice, NoticeKind, State
+from riskwatch.core.rules import Rule
 from riskwatch.core.silences import Silence, Stage, due_stages, exact, silence_notices
+from riskwatch.service.interactions import nearest, status_text
 
 NOW = datetime(2026, 1, 5, 14, 2, tzinfo=UTC)
 FIRED = NOW - timedelta(minutes=5)
@@ -128,3 +131,32 @@ def test_silence_notices_go_to_the_threads_of_firing_alerts_it_covers(
     assert all(notice.alert.thread == "parent" and notice.silence is not None
                for notice in notices)
     assert {stage for _, stage in marked} == set(due_stages(CLI, told.get("s", ()), now))
+
+
+def test_status_names_the_accounts_nearest_the_levels_they_do_not_alert_on() -> None:
+    """`/riskwatch status` ranks accounts by how much of the way to an account rule's
+    lowest level is left, from their newest figures; an account alerting on that rule, a
+    value past the level, an unknown value and a change rule are left out."""
+    margin = Rule.model_validate({"name": "margin", "scope": "account",
+                                  "metric": "maint_margin_ratio",
+                                  "levels": {"warning": 0.5, "critical": 0.8}})
+    buffer = Rule.model_validate({"name": "buffer", "scope": "account",
+                                  "metric": "liquidation_buffer", "when": "below",
+                                  "levels": {"warning": 0.05}})
+    jump = Rule.model_validate({"name": "jump", "scope": "account", "metric":
+                                "maint_margin_ratio", "change": "15m", "levels": {"warning": 0.2}})
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    d = Decimal
+    points = {"a": Point(now, maint_margin_ratio=d("0.45"), liquidation_buffer=d("0.2")),
+              "b": Point(now, maint_margin_ratio=d("0.25"), liquidation_buffer=d("0.06")),
+              "c": Point(now, maint_margin_ratio=Decimal("0.49")),
+              "d": Point(now, maint_margin_ratio=Decimal("0.7"))}
+    firing = Alert(AlertKey("margin", "c", ""), State.FIRING, "warning", "X",
+                   "maint_margin_ratio", Decimal("0.49"), Decimal("0.5"), now)
+    found = nearest(points, compile_rules([margin, buffer, jump]), {firing.key: firing})
+    assert [(n.account, n.rule, n.headroom) for n in found] == [
+        ("a", "margin", d("0.1")), ("b", "buffer", d("0.2")), ("b", "margin", d("0.5")),
+        ("a", "buffer", d("3"))]
+    text = status_text({}, now, found)
+    assert "*Nearest their levels:*" in text and "`a` `margin`" in text
+    assert "10.0% of the way left" in text
