@@ -70,6 +70,7 @@ class FakeSlackSocket:
         self.acks: list[Ack] = []
         self.calls: list[ApiCall] = []
         self.opened = 0  # apps.connections.open calls that returned a URL
+        self.groups: dict[str, list[str]] = {}  # user group id -> its members
         self.hellos = 0  # connections that were sent hello
         self.lock = threading.Lock()
         self._sockets: list[_Socket] = []
@@ -173,6 +174,7 @@ class FakeSlackSocket:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)  # slack_sdk reads some methods by GET
         app.router.add_post("/response/{id}", self._response)
         app.router.add_get("/link/", self._link)
         self._runner = web.AppRunner(app, handle_signals=False)
@@ -196,8 +198,8 @@ class FakeSlackSocket:
         method = request.match_info["method"]
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
-        body = await _body(request)
-        token = token or body.get("token") or request.query.get("token")
+        body = {**request.query, **(await _body(request))}
+        token = token or body.get("token")
         if method == "apps.connections.open":
             return web.json_response(self._open(token))
         if token != self.bot_token:
@@ -214,6 +216,11 @@ class FakeSlackSocket:
             return web.json_response({"ok": True, "channel": body.get("channel"), "ts": ts})
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{time.time():.6f}"})
+        if method == "usergroups.users.list":
+            group = str(body.get("usergroup", ""))
+            if group not in self.groups:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": self.groups[group]})
         return web.json_response({"ok": False, "error": "unknown_method"})
 
     def _open(self, token: str | None) -> dict[str, Any]:

@@ -336,3 +336,26 @@ def test_interactions_need_the_app_token() -> None:
     """SlackInteractions refuses to start without its tokens."""
     with pytest.raises(ValueError, match="Socket Mode"):
         SlackInteractions(load_settings(), None, utcnow)  # type: ignore[arg-type]
+
+
+def test_operators_may_be_a_user_group_read_from_slack(
+    tread: FakeTread, fake: FakeSlackSocket, tmp_path: Path,
+) -> None:
+    """RISKWATCH_SLACK_OPERATORS=S… is a user group: its members (usergroups.users.list)
+    may act, anyone else is refused; the group is asked for once, not at every click."""
+    clock = Clock(tread)
+    fake.groups["S0DESK"] = ["U0ANA"]
+    settings = cockpit_settings(tread, fake, tmp_path, slack_operators="S0DESK")
+    tread.set_cached(cached_with_ratio("0.6"))
+
+    async def script(daemon: Daemon) -> None:
+        await poll_and_send(daemon)
+        [firing] = posts(fake)
+        await click(fake, SILENCE_1H, firing, user="U0NOPE")
+        assert await wait_until(lambda: fake.called("response_url"), 3)
+        assert daemon.store.silences() == []
+        await click(fake, SILENCE_1H, firing, user="U0ANA")
+        assert await wait_until(lambda: daemon.store.silences() != [], 3)
+
+    run(settings, clock, fake, script)
+    assert len(fake.called("usergroups.users.list")) == 1
