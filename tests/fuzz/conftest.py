@@ -12,8 +12,8 @@ import pytest
 
 from tests.helpers import DEEP
 
-PAYLOAD_EXAMPLES = 10_000 if DEEP else 300
-RULE_FILE_EXAMPLES = 5_000 if DEEP else 200
+PAYLOAD_EXAMPLES = 10_000 if DEEP else 200
+RULE_FILE_EXAMPLES = 5_000 if DEEP else 150
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -25,7 +25,7 @@ from riskwatch.notify.render import (
 from tests.fuzz.conftest import PAYLOAD_EXAMPLES
 from tests.helpers import DEEP, at
 
-EXAMPLES = PAYLOAD_EXAMPLES // 3 if DEEP else 100  # generating these strings is the cost
+EXAMPLES = PAYLOAD_EXAMPLES // 3 if DEEP else 60  # generating these strings is the cost
 CODE_SPAN = re.compile(r"`[^`\n]*`|\(blank\)")
 FRAGMENTS = ["\n", "\r\n", "\u2028", "\u2029", "\x85", "\x1b[2J", "\x9b31m", "\u202e",
              "\u2066", "\u200b", "\ufeff", "*", "_", "~", "`", "```", ">", "<", "&", "<!here>",

@@ -164,7 +164,7 @@ leverages = st.one_of(st.none(), st.decimals(min_value=1, max_value=125, places=
 modes = st.sampled_from(["off", "dry-run", "enforce"])
 
 
-@settings(max_examples=1_000 if DEEP else 150, deadline=None)
+@settings(max_examples=1_000 if DEEP else 100, deadline=None)
 @given(
     rows=st.lists(st.tuples(leverages, st.sampled_from(["info", "warning", "critical"]),
                             st.booleans()), min_size=0, max_size=12),
@@ -356,7 +356,7 @@ def _case(**changes: Any) -> Callable[[Callable[..., None]], Callable[..., None]
 @_case(answers=["bad-json", "value-error"], leverages=[Decimal(25), Decimal(30)])
 @_case(answers=["recursion"], leverages=[Decimal(25), Decimal(30)], opened=[0, 1], limit=1)
 @pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
-@settings(max_examples=1_000 if DEEP else 150, deadline=None)
+@settings(max_examples=1_000 if DEEP else 100, deadline=None)
 @given(
     leverages=st.lists(st.decimals(min_value=1, max_value=60, places=0), min_size=1,
                        max_size=5),

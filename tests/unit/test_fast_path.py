@@ -125,7 +125,7 @@ def plain_decide(compiled: list[CompiledRule], snapshot: Snapshot,
 
 
 @pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
-@settings(max_examples=1_000 if DEEP else 100, deadline=None)
+@settings(max_examples=1_000 if DEEP else 60, deadline=None)
 @given(compiled=rules(), first=snapshots(), second=snapshots())
 def test_fast_decisions_equal_plain_decisions(
     compiled: list[CompiledRule], first: Snapshot, second: Snapshot,
