@@ -181,6 +181,12 @@ class Settings(BaseSettings):
                                  "comma-separated")
         return ids
 
+    @field_validator("http_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        """``RISKWATCH_HTTP_TOKEN=`` (an env file's empty line) means no token."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("http_token")
     @classmethod
     def _token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:

@@ -145,3 +145,12 @@ def test_history_retention_settings_are_durations_with_raw_within_keep() -> None
     for wrong in ({"history_raw": "40d", "history_keep": "30d"}, {"history_raw": "10m"}):
         with pytest.raises(SettingsError):
             load_settings(**wrong)
+
+
+def test_the_status_page_token_is_long_or_absent() -> None:
+    """RISKWATCH_HTTP_TOKEN shorter than 16 characters is refused; an empty one (an env
+    file's `RISKWATCH_HTTP_TOKEN=`) means no token."""
+    with pytest.raises(SettingsError, match="at least 16 characters"):
+        load_settings(http_token="short")
+    assert load_settings(http_token="").http_token is None
+    assert load_settings(http_token="   ").http_token is None
