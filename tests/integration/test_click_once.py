@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from riskwatch.core.interactions import SILENCE_1H, Click, Outcome, Verdict
 from riskwatch.core.lifecycle import AlertKey
@@ -16,15 +12,6 @@ from riskwatch.store import NewMessage, open_store
 
 NOW = datetime(2026, 1, 5, 14, 2, tzinfo=UTC)
 KEY = AlertKey("eth-margin", "desk-1", "ETH:PERP-USDT")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store URL of each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def _click(n: int) -> Click:

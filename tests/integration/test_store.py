@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,15 +19,6 @@ from riskwatch.store.postgres import PostgresStore
 from tests.helpers import T0, at, closed_port
 
 KEY = AlertKey("margin", "desk-1", "ETH:PERP-USDT")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store URL of each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def _alert(state: State = State.FIRING) -> Alert:

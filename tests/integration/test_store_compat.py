@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,6 @@ from tests.integration import previous_codec
 from tests.stored_values import ALERTS, DECISIONS, NOTICES, SILENCES, write_all
 
 OLD_STORE = FIXTURES / "store" / "v6.db"  # written by tests.stored_values.write_all, pre-msgspec
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store URL of each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/state.db"
-    else:
-        yield request.getfixturevalue("pg_url")
 
 
 def _old_rows() -> dict[str, list[tuple[Any, ...]]]:
