@@ -164,6 +164,7 @@ leverages = st.one_of(st.none(), st.decimals(min_value=1, max_value=125, places=
 modes = st.sampled_from(["off", "dry-run", "enforce"])
 
 
+@pytest.mark.no_cover  # a property of many runs: the table tests above measure coverage
 @settings(max_examples=1_000 if DEEP else 100, deadline=None)
 @given(
     rows=st.lists(st.tuples(leverages, st.sampled_from(["info", "warning", "critical"]),
@@ -349,6 +350,7 @@ def _case(**changes: Any) -> Callable[[Callable[..., None]], Callable[..., None]
 
 # store operations of replica 0's first poll: 1 load alerts, 2 look up the due alert,
 # 3 read the last hour of the audit log, 4 write the intent, 5 write the outcome, 6 save
+@pytest.mark.no_cover  # a property of many runs: the table tests above measure coverage
 @_case(crashes={0}, answers=["ok-unapplied"])  # a later step crashed: memory is stale
 @_case(crashes={0}, answers=["recursion"], leaders=[0, 1, 0])
 @_case(store_faults={5, 6}, answers=["recursion"], leaders=[0, 1, 0])  # outcome, save fail

@@ -124,6 +124,7 @@ def plain_decide(compiled: list[CompiledRule], snapshot: Snapshot,
     return result
 
 
+@pytest.mark.no_cover  # a property of many runs: the table tests above measure coverage
 @pytest.mark.timeout(180)  # generous: a loaded machine, and coverage tracing every step
 @settings(max_examples=1_000 if DEEP else 60, deadline=None)
 @given(compiled=rules(), first=snapshots(), second=snapshots())
