@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from riskwatch.store import Store, open_store
 from tests.integration.fakes import FakeSlack, FakeTread
 
 
@@ -58,3 +59,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path}/state.db"
     else:
         yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open, fresh store of each engine (closed after the test)."""
+    with open_store(store_url) as opened:
+        yield opened

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from riskwatch.core.leverage import Decision
 from riskwatch.core.lifecycle import Alert, AlertKey, State
@@ -25,16 +23,6 @@ CALL = Decision(at(60), "lev-cap", "desk-1", "Bybit", "SOL:PERP-USDT", Decimal(2
                 audit_id="a1")
 OLD_ROW = ("2026-01-22T10:00:00+00:00", "lev-cap", "desk-0", "Bybit", "ETH:PERP-USDT", "20",
            "5", "enforce", "acted", "Leverage changed successfully.")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """An open store of each engine."""
-    url = (f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def _alert() -> Alert:

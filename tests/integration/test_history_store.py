@@ -3,12 +3,9 @@ restart, and retention (downsampling after 48 h, dropping after 90 days) in prun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from riskwatch.core.evaluate import compile_rules
 from riskwatch.core.history import BUCKET, Point, change, drawdown
@@ -20,16 +17,6 @@ from tests.helpers import T0
 
 D = Decimal
 NOW = T0 + timedelta(days=100)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh store of each engine."""
-    url = (f"sqlite:///{tmp_path}/state.db" if request.param == "sqlite"
-           else request.getfixturevalue("pg_url"))
-    opened = open_store(url)
-    yield opened
-    opened.close()
 
 
 def _point(ago: timedelta, equity: str, ratio: str | None = "0.25") -> Point:
